@@ -1,0 +1,1 @@
+//! Per-ISA SIMD leaf kernels of `lstm-kernels`.
