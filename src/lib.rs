@@ -1,1 +1,56 @@
-//! lstm-kernels
+//! Fast, exact CPU LSTM kernels with TensorFlow's and PyTorch's semantics.
+//!
+//! `lstm-kernels` runs stacks of LSTM layers (TensorFlow `BasicLSTMCell` / `LSTMCell`
+//! with peepholes, cell clipping and projection, or PyTorch `nn.LSTM`, bidirectional
+//! included) over batch-major or time-major input with per-sequence lengths, as
+//! `tf.compat.v1.nn.dynamic_rnn` does: outputs past a sequence's length are zero and its
+//! final state is the state at its last real step.
+//!
+//! The pieces, oneDNN-style:
+//! - [`LstmSpec`], the descriptor: sizes and cell options, validated once;
+//! - [`LstmWeights`], in the crate's own layout, imported from (and exported to)
+//!   TensorFlow, PyTorch, Keras and ONNX conventions, from slices or `.safetensors` files;
+//! - [`Workspace`], every buffer a pass needs, owned by the caller so the hot loop does not
+//!   allocate; it holds the output and the final state after a pass;
+//! - [`forward_inference`], the entry point.
+//!
+//! # Example
+//! A two-layer stack of widths 256 and 128, as in the classic Penn Treebank model, over a
+//! batch of three sequences of lengths 5, 2 and 0:
+//! ```
+//! use lstm_kernels::{forward_inference, ForwardInput, InitialState, LstmSpec, LstmWeights, Workspace};
+//!
+//! let spec = LstmSpec::builder(200, &[256, 128]).forget_bias(0.0).build()?;
+//! let weights = LstmWeights::random_uniform(&spec, 0.1, 42);
+//! let (batch, steps) = (3, 5);
+//! let input = vec![0.5_f32; batch * steps * 200];
+//! let lengths = [5, 2, 0];
+//!
+//! let mut ws = Workspace::new(&spec, batch, steps);
+//! forward_inference(&weights, &ForwardInput::new(&input, batch, steps).sequence_length(&lengths), &mut ws)?;
+//! assert_eq!(ws.output().len(), batch * steps * 128);
+//! // Past its length a sequence's output is zero; a length-0 sequence keeps its initial state.
+//! assert!(ws.output()[(1 * steps + 2) * 128..(1 * steps + 3) * 128].iter().all(|&v| v == 0.0));
+//! assert!(ws.final_state().cells[1].h[2 * 128..].iter().all(|&v| v == 0.0));
+//!
+//! // Carry the state into the next call, without copying it out.
+//! let more = ForwardInput::new(&input, batch, steps).initial_state(InitialState::Carry);
+//! forward_inference(&weights, &more, &mut ws)?;
+//! # Ok::<(), lstm_kernels::Error>(())
+//! ```
+
+pub mod error;
+pub mod forward;
+pub mod golden;
+pub mod reference;
+pub mod spec;
+pub mod tensors;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use forward::{forward_inference, CellState, ForwardInput, InitialState, LstmState, Workspace};
+pub use spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
+pub use tensors::{Tensor, TensorData, Tensors};
+pub use weights::{
+    CellParams, CellWeights, Convention, GateOrder, Layout, LstmWeights, Matrix, SplitMix64,
+};

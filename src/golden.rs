@@ -1,0 +1,743 @@
+//! The golden suite: loads `lstm-golden/1` cases (see the repository's
+//! `fixtures/README.md` and the shared `GOLDEN_FORMAT.md`), runs the crate on them and
+//! compares with what TensorFlow or PyTorch computed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::forward::{
+    forward_inference, CellState, ForwardInput, InitialState, LstmState, Workspace,
+};
+use crate::spec::LstmSpec;
+use crate::tensors::Tensors;
+use crate::weights::{Convention, LstmWeights};
+
+/// `abs(got - want) <= abs + rel * abs(want)` passes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Absolute part.
+    pub abs: f64,
+    /// Relative part.
+    pub rel: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance {
+            abs: 1e-5,
+            rel: 1e-4,
+        }
+    }
+}
+
+/// The worst element of one tensor comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The tensor compared.
+    pub tensor: String,
+    /// Largest `|got - want| / (abs + rel * |want|)`; infinite where one side is NaN and
+    /// the other not, or where nothing is allowed and the values differ.
+    pub max_ratio: f64,
+    /// `|got - want|` at the worst element.
+    pub max_err: f64,
+    /// What the tolerance allowed at the worst element.
+    pub allowed: f64,
+}
+
+/// Compares `got` with `want` element by element. NaN matches NaN.
+///
+/// # Errors
+/// [`Error::Shape`] when the lengths differ.
+pub fn compare(tensor: &str, got: &[f32], want: &[f32], tol: Tolerance) -> Result<Comparison> {
+    if got.len() != want.len() {
+        return Err(Error::shape(tensor, &[want.len()], &[got.len()]));
+    }
+    let mut worst = Comparison {
+        tensor: tensor.to_string(),
+        max_ratio: 0.0,
+        max_err: 0.0,
+        allowed: tol.abs,
+    };
+    for (&g, &w) in got.iter().zip(want) {
+        let (g, w) = (f64::from(g), f64::from(w));
+        let allowed = tol.abs + tol.rel * w.abs();
+        let (err, ratio) = if g.is_nan() && w.is_nan() {
+            (0.0, 0.0)
+        } else if g == w {
+            // Also covers matching infinities, whose difference is NaN.
+            (0.0, 0.0)
+        } else {
+            let err = (g - w).abs();
+            let ratio = if err.is_nan() || allowed == 0.0 {
+                f64::INFINITY
+            } else {
+                err / allowed
+            };
+            (if err.is_nan() { f64::INFINITY } else { err }, ratio)
+        };
+        if ratio > worst.max_ratio {
+            worst.max_ratio = ratio;
+            worst.max_err = err;
+            worst.allowed = allowed;
+        }
+    }
+    Ok(worst)
+}
+
+/// A part of a golden case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Output (or logits) and final states.
+    Forward,
+    /// Gradients of every weight and input.
+    Gradients,
+    /// The language model's loss.
+    Loss,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Forward => "forward",
+            Part::Gradients => "gradients",
+            Part::Loss => "loss",
+        })
+    }
+}
+
+/// How a part of a case went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every compared tensor was within tolerance.
+    Pass {
+        /// The largest error over what the tolerance allows (at most 1).
+        max_ratio: f64,
+    },
+    /// A tensor was out of tolerance.
+    Mismatch(Comparison),
+    /// The case could not be run (unreadable file, bad shapes, ...).
+    Error(String),
+    /// The crate cannot compute this part yet; never counted as a pass.
+    Skip(String),
+}
+
+/// One line of the checker's report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartReport {
+    /// Which part.
+    pub part: Part,
+    /// The case's name (the file name without `.safetensors`).
+    pub name: String,
+    /// The result.
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for PartReport {
+    /// `PASS forward NAME max_ratio=R`, `FAIL forward NAME: TENSOR max_err=E allowed=A`,
+    /// `FAIL forward NAME: MESSAGE`, `SKIP gradients NAME: REASON`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (part, name) = (self.part, &self.name);
+        match &self.outcome {
+            Outcome::Pass { max_ratio } => write!(f, "PASS {part} {name} max_ratio={max_ratio:.4}"),
+            Outcome::Mismatch(c) => write!(
+                f,
+                "FAIL {part} {name}: {} max_err={:.3e} allowed={:.3e}",
+                c.tensor, c.max_err, c.allowed
+            ),
+            Outcome::Error(msg) => write!(f, "FAIL {part} {name}: {msg}"),
+            Outcome::Skip(reason) => write!(f, "SKIP {part} {name}: {reason}"),
+        }
+    }
+}
+
+/// The kinds of case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A stack of LSTM layers.
+    Lstm,
+    /// Embedding, LSTM stack, softmax and the seed's loss.
+    LanguageModel,
+}
+
+/// A loaded golden case.
+#[derive(Debug, Clone)]
+pub struct GoldenCase {
+    /// File name without `.safetensors`.
+    pub name: String,
+    /// What the case holds.
+    pub kind: Kind,
+    /// Weight naming convention.
+    pub convention: Convention,
+    /// The LSTM stack it describes.
+    pub spec: LstmSpec,
+    /// Tolerance of the forward and loss tensors.
+    pub tolerance: Tolerance,
+    /// Tolerance of the gradient tensors.
+    pub grad_tolerance: Tolerance,
+    /// Every tensor of the file.
+    pub tensors: Tensors,
+}
+
+fn config_err(msg: impl fmt::Display) -> Error {
+    Error::Format(format!("metadata `config`: {msg}"))
+}
+
+fn get_usize(v: &Value, key: &str) -> Result<usize> {
+    v.as_u64()
+        .map(|x| x as usize)
+        .ok_or_else(|| config_err(format!("`{key}` must be a non-negative integer, got {v}")))
+}
+
+fn get_f32(v: &Value, key: &str) -> Result<Option<f32>> {
+    match v {
+        Value::Null => Ok(None),
+        v => v
+            .as_f64()
+            .map(|x| Some(x as f32))
+            .ok_or_else(|| config_err(format!("`{key}` must be a number or null, got {v}"))),
+    }
+}
+
+fn get_bool(config: &Value, key: &str) -> Result<bool> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(config_err(format!(
+            "`{key}` must be true or false, got {v}"
+        ))),
+    }
+}
+
+fn get_tolerance(config: &Value, key: &str, default: Tolerance) -> Result<Tolerance> {
+    let Some(t) = config.get(key).filter(|t| !t.is_null()) else {
+        return Ok(default);
+    };
+    let part = |name: &str, default: f64| -> Result<f64> {
+        match t.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    config_err(format!("`{key}.{name}` must be a number >= 0, got {v}"))
+                }),
+        }
+    };
+    Ok(Tolerance {
+        abs: part("abs", default.abs)?,
+        rel: part("rel", default.rel)?,
+    })
+}
+
+impl GoldenCase {
+    /// Loads and validates a case file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Format`] for an unreadable file, missing or malformed
+    /// metadata, or a config the crate's spec rejects ([`Error::Config`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let name = case_name(path);
+        Self::from_tensors(name, Tensors::load(path)?)
+    }
+
+    /// Builds a case from tensors already in memory (a file's contents).
+    ///
+    /// # Errors
+    /// As [`GoldenCase::load`].
+    pub fn from_tensors(name: String, tensors: Tensors) -> Result<Self> {
+        let meta = tensors.metadata();
+        let field = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| Error::Format(format!("metadata has no `{key}`")))
+        };
+        let format = field("format")?;
+        if format != "lstm-golden/1" {
+            return Err(Error::Format(format!(
+                "metadata `format` is `{format}`, expected `lstm-golden/1`"
+            )));
+        }
+        let kind = match field("kind")?.as_str() {
+            "lstm" => Kind::Lstm,
+            "language_model" => Kind::LanguageModel,
+            other => {
+                return Err(Error::Format(format!(
+                    "metadata `kind` is `{other}`, expected `lstm` or `language_model`"
+                )))
+            }
+        };
+        let convention = match field("convention")?.as_str() {
+            "tensorflow" => Convention::TensorFlow,
+            "pytorch" => Convention::PyTorch,
+            other => {
+                return Err(Error::Format(format!(
+                    "metadata `convention` is `{other}`, expected `tensorflow` or `pytorch`"
+                )))
+            }
+        };
+        let config: Value = serde_json::from_str(field("config")?)
+            .map_err(|e| config_err(format!("not JSON: {e}")))?;
+        if !config.is_object() {
+            return Err(config_err("not a JSON object"));
+        }
+        let input_size = get_usize(
+            config
+                .get("input_size")
+                .ok_or_else(|| config_err("`input_size` is missing"))?,
+            "input_size",
+        )?;
+        let hidden_sizes = config
+            .get("hidden_sizes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| config_err("`hidden_sizes` must be a list"))?
+            .iter()
+            .map(|v| get_usize(v, "hidden_sizes"))
+            .collect::<Result<Vec<_>>>()?;
+        let default_fb = match convention {
+            Convention::PyTorch => 0.0,
+            _ => 1.0,
+        };
+        let mut b = LstmSpec::builder(input_size, &hidden_sizes)
+            .forget_bias(
+                get_f32(
+                    config.get("forget_bias").unwrap_or(&Value::Null),
+                    "forget_bias",
+                )?
+                .unwrap_or(default_fb),
+            )
+            .peepholes(get_bool(&config, "use_peepholes")?)
+            .bidirectional(get_bool(&config, "bidirectional")?)
+            .time_major(get_bool(&config, "time_major")?);
+        if let Some(clip) = get_f32(config.get("cell_clip").unwrap_or(&Value::Null), "cell_clip")? {
+            b = b.cell_clip(clip);
+        }
+        if let Some(clip) = get_f32(config.get("proj_clip").unwrap_or(&Value::Null), "proj_clip")? {
+            b = b.proj_clip(clip);
+        }
+        if let Some(p) = config.get("proj_sizes").filter(|p| !p.is_null()) {
+            let sizes = p
+                .as_array()
+                .ok_or_else(|| config_err("`proj_sizes` must be a list"))?
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    v => get_usize(v, "proj_sizes").map(Some),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            b = b.proj_sizes(&sizes);
+        }
+        if let Some(cell) = config.get("cell").and_then(Value::as_str) {
+            if !matches!(cell, "basic_lstm" | "lstm" | "torch_lstm") {
+                return Err(config_err(format!("unknown `cell` `{cell}`")));
+            }
+        }
+        let spec = b.build()?;
+        let tolerance = get_tolerance(&config, "tolerance", Tolerance::default())?;
+        let grad_tolerance = get_tolerance(&config, "grad_tolerance", tolerance)?;
+        Ok(GoldenCase {
+            name,
+            kind,
+            convention,
+            spec,
+            tolerance,
+            grad_tolerance,
+            tensors,
+        })
+    }
+
+    /// Runs the crate on the case and reports each part.
+    pub fn check(&self) -> Vec<PartReport> {
+        let report = |part, outcome| PartReport {
+            part,
+            name: self.name.clone(),
+            outcome,
+        };
+        let mut out = Vec::new();
+        match self.run_forward() {
+            Ok(run) => {
+                out.push(report(
+                    Part::Forward,
+                    self.judge(&run.forward, self.tolerance),
+                ));
+                if self.has_gradients() {
+                    out.push(report(
+                        Part::Gradients,
+                        Outcome::Skip("backward through time is not implemented yet".into()),
+                    ));
+                }
+                if let Some(loss) = run.loss {
+                    out.push(report(Part::Loss, self.judge(&[loss], self.tolerance)));
+                }
+            }
+            Err(e) => {
+                out.push(report(Part::Forward, Outcome::Error(e.to_string())));
+                if self.has_gradients() {
+                    out.push(report(
+                        Part::Gradients,
+                        Outcome::Skip("the forward pass failed".into()),
+                    ));
+                }
+                if self.kind == Kind::LanguageModel {
+                    out.push(report(Part::Loss, Outcome::Error(e.to_string())));
+                }
+            }
+        }
+        out
+    }
+
+    fn has_gradients(&self) -> bool {
+        self.tensors
+            .names()
+            .any(|n| n.starts_with("expected/grad/"))
+    }
+
+    fn judge(&self, pairs: &[(String, Vec<f32>)], tol: Tolerance) -> Outcome {
+        if pairs.is_empty() {
+            return Outcome::Error("the case has no expected tensor for this part".into());
+        }
+        let mut worst: Option<Comparison> = None;
+        for (name, got) in pairs {
+            let want = match self.tensors.f32(name) {
+                Ok((_, w)) => w,
+                Err(e) => return Outcome::Error(e.to_string()),
+            };
+            match compare(name, got, want, tol) {
+                Ok(c) => {
+                    if worst.as_ref().is_none_or(|w| c.max_ratio > w.max_ratio) {
+                        worst = Some(c);
+                    }
+                }
+                Err(e) => return Outcome::Error(e.to_string()),
+            }
+        }
+        let worst = worst.expect("pairs is not empty");
+        if worst.max_ratio <= 1.0 {
+            Outcome::Pass {
+                max_ratio: worst.max_ratio,
+            }
+        } else {
+            Outcome::Mismatch(worst)
+        }
+    }
+
+    fn initial_state(&self, batch: usize) -> Result<Option<LstmState>> {
+        let spec = &self.spec;
+        if !self
+            .tensors
+            .names()
+            .any(|n| n.starts_with("initial_state/"))
+        {
+            return Ok(None);
+        }
+        let mut cells = Vec::new();
+        for k in 0..spec.num_cells() {
+            let layer = spec.layers()[spec.cell_layer(k)];
+            let c = self
+                .tensors
+                .f32_shaped(&format!("initial_state/{k}/c"), &[batch, layer.hidden_size])?;
+            let h = self.tensors.f32_shaped(
+                &format!("initial_state/{k}/h"),
+                &[batch, layer.output_size()],
+            )?;
+            cells.push(CellState {
+                c: c.to_vec(),
+                h: h.to_vec(),
+            });
+        }
+        Ok(Some(LstmState { cells }))
+    }
+
+    /// Runs the forward pass and pairs each expected tensor name with what the crate got.
+    fn run_forward(&self) -> Result<ForwardRun> {
+        let spec = &self.spec;
+        let weights = LstmWeights::from_tensors(spec, &self.tensors, self.convention)?;
+        let (input, batch, steps, lm) = match self.kind {
+            Kind::Lstm => {
+                let (shape, data) = self.tensors.f32("input")?;
+                let [d0, d1, i] = shape[..] else {
+                    return Err(Error::Shape {
+                        tensor: "input".into(),
+                        expected: "3 dimensions".into(),
+                        actual: format!("{shape:?}"),
+                    });
+                };
+                if i != spec.input_size() {
+                    return Err(Error::shape("input", &[d0, d1, spec.input_size()], shape));
+                }
+                let (b, t) = if spec.time_major() {
+                    (d1, d0)
+                } else {
+                    (d0, d1)
+                };
+                (data.to_vec(), b, t, None)
+            }
+            Kind::LanguageModel => {
+                let lm = LanguageModelTensors::read(self)?;
+                let x = lm.embed(spec)?;
+                (x, lm.batch, lm.steps, Some(lm))
+            }
+        };
+        let lengths = match self.tensors.get("sequence_length") {
+            None => None,
+            Some(_) => {
+                let (shape, l) = self.tensors.i32("sequence_length")?;
+                if shape != [batch] {
+                    return Err(Error::shape("sequence_length", &[batch], shape));
+                }
+                Some(l.to_vec())
+            }
+        };
+        let init = self.initial_state(batch)?;
+        let mut fi = ForwardInput::new(&input, batch, steps);
+        if let Some(l) = &lengths {
+            fi = fi.sequence_length(l);
+        }
+        if let Some(s) = &init {
+            fi = fi.initial_state(InitialState::Given(s));
+        }
+        let mut ws = Workspace::new(spec, batch, steps);
+        forward_inference(&weights, &fi, &mut ws)?;
+
+        let mut forward = Vec::new();
+        if self.tensors.contains("expected/output") || self.kind == Kind::Lstm {
+            let (shape, _) = self.tensors.f32("expected/output")?;
+            let out = spec.output_size();
+            let want = if spec.time_major() {
+                [steps, batch, out]
+            } else {
+                [batch, steps, out]
+            };
+            if shape != want {
+                return Err(Error::shape("expected/output", &want, shape));
+            }
+            forward.push(("expected/output".to_string(), ws.output().to_vec()));
+        }
+        for (k, cell) in ws.final_state().cells.iter().enumerate() {
+            for (which, got) in [("c", &cell.c), ("h", &cell.h)] {
+                let name = format!("expected/final_state/{k}/{which}");
+                if self.tensors.contains(&name) {
+                    forward.push((name, got.clone()));
+                }
+            }
+        }
+        let mut loss = None;
+        if let Some(lm) = lm {
+            let (logits, cost) = lm.logits_and_cost(spec, ws.output())?;
+            if self.tensors.contains("expected/logits") {
+                forward.push(("expected/logits".to_string(), logits));
+            }
+            if self.tensors.contains("expected/loss") {
+                loss = Some(("expected/loss".to_string(), vec![cost]));
+            } else {
+                return Err(Error::MissingTensor("expected/loss".into()));
+            }
+        }
+        Ok(ForwardRun { forward, loss })
+    }
+}
+
+struct ForwardRun {
+    forward: Vec<(String, Vec<f32>)>,
+    loss: Option<(String, Vec<f32>)>,
+}
+
+/// The language model's own tensors, checked.
+struct LanguageModelTensors<'a> {
+    batch: usize,
+    steps: usize,
+    vocab: usize,
+    ids: &'a [i32],
+    targets: &'a [i32],
+    embedding: &'a [f32],
+    softmax_w: &'a [f32],
+    softmax_b: &'a [f32],
+}
+
+impl<'a> LanguageModelTensors<'a> {
+    fn read(case: &'a GoldenCase) -> Result<Self> {
+        let t = &case.tensors;
+        let spec = &case.spec;
+        let (shape, ids) = t.i32("input_ids")?;
+        let [batch, steps] = shape[..] else {
+            return Err(Error::Shape {
+                tensor: "input_ids".into(),
+                expected: "[B, T]".into(),
+                actual: format!("{shape:?}"),
+            });
+        };
+        let targets = {
+            let (s, v) = t.i32("targets")?;
+            if s != [batch, steps] {
+                return Err(Error::shape("targets", &[batch, steps], s));
+            }
+            v
+        };
+        let (eshape, embedding) = t.f32("embedding")?;
+        let vocab = eshape.first().copied().unwrap_or(0);
+        if eshape != [vocab, spec.input_size()] || vocab == 0 {
+            return Err(Error::shape(
+                "embedding",
+                &[vocab.max(1), spec.input_size()],
+                eshape,
+            ));
+        }
+        let h = spec.output_size();
+        let softmax_w = t.f32_shaped("softmax_w", &[h, vocab])?;
+        let softmax_b = t.f32_shaped("softmax_b", &[vocab])?;
+        for (name, v) in [("input_ids", ids), ("targets", targets)] {
+            if let Some(bad) = v.iter().find(|&&id| id < 0 || id as usize >= vocab) {
+                return Err(Error::Format(format!(
+                    "tensor `{name}`: id {bad} is outside the vocabulary 0..{vocab}"
+                )));
+            }
+        }
+        Ok(LanguageModelTensors {
+            batch,
+            steps,
+            vocab,
+            ids,
+            targets,
+            embedding,
+            softmax_w,
+            softmax_b,
+        })
+    }
+
+    /// The embedded input, `[B, T, E]` (or time-major, as the spec says).
+    fn embed(&self, spec: &LstmSpec) -> Result<Vec<f32>> {
+        let e = spec.input_size();
+        let mut x = vec![0.0; self.batch * self.steps * e];
+        for b in 0..self.batch {
+            for t in 0..self.steps {
+                let id = self.ids[b * self.steps + t] as usize;
+                let row =
+                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                x[row * e..(row + 1) * e].copy_from_slice(&self.embedding[id * e..(id + 1) * e]);
+            }
+        }
+        Ok(x)
+    }
+
+    /// Logits `[B*T, V]` (rows `b*T + t`) and the seed's cost: the sum over time steps of
+    /// the batch-mean cross-entropy.
+    fn logits_and_cost(&self, spec: &LstmSpec, output: &[f32]) -> Result<(Vec<f32>, f32)> {
+        let (v, h) = (self.vocab, spec.output_size());
+        let mut logits = vec![0.0f32; self.batch * self.steps * v];
+        let mut cost = 0.0f64;
+        for b in 0..self.batch {
+            for t in 0..self.steps {
+                let row =
+                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                let hrow = &output[row * h..(row + 1) * h];
+                let out = &mut logits[(b * self.steps + t) * v..(b * self.steps + t + 1) * v];
+                out.copy_from_slice(self.softmax_b);
+                for (hv, wrow) in hrow.iter().zip(self.softmax_w.chunks_exact(v)) {
+                    out.iter_mut().zip(wrow).for_each(|(o, &w)| *o += hv * w);
+                }
+                let max = out.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+                let sum: f64 = out.iter().map(|&x| f64::from(x - max).exp()).sum();
+                let target = self.targets[b * self.steps + t] as usize;
+                cost += (sum.ln() - f64::from(out[target] - max)) / self.batch as f64;
+            }
+        }
+        Ok((logits, cost as f32))
+    }
+}
+
+/// The case name of a path: its file name without `.safetensors`.
+pub fn case_name(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    file.strip_suffix(".safetensors")
+        .unwrap_or(&file)
+        .to_string()
+}
+
+/// Loads and checks one file; a file that cannot be loaded gives one failing
+/// `forward` report with the reason.
+pub fn check_file(path: &Path) -> Vec<PartReport> {
+    match GoldenCase::load(path) {
+        Ok(case) => case.check(),
+        Err(e) => vec![PartReport {
+            part: Part::Forward,
+            name: case_name(path),
+            outcome: Outcome::Error(e.to_string()),
+        }],
+    }
+}
+
+/// Every `.safetensors` file under `paths` (files as given, folders recursively),
+/// sorted within each folder.
+///
+/// # Errors
+/// [`Error::Io`] when a path does not exist or a folder cannot be read.
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "safetensors") {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(Error::Io(format!(
+                "{}: no such file or folder",
+                p.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Counts of a checker run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Parts that passed.
+    pub passed: usize,
+    /// Parts that failed (mismatch or error).
+    pub failed: usize,
+    /// Parts skipped.
+    pub skipped: usize,
+}
+
+impl Summary {
+    /// Adds a report to the counts.
+    pub fn add(&mut self, r: &PartReport) {
+        match r.outcome {
+            Outcome::Pass { .. } => self.passed += 1,
+            Outcome::Mismatch(_) | Outcome::Error(_) => self.failed += 1,
+            Outcome::Skip(_) => self.skipped += 1,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    /// `golden: N passed, M failed, K skipped`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "golden: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}

@@ -1,0 +1,700 @@
+//! Weights: the crate's own layout, and import/export in the frameworks' conventions.
+//!
+//! The canonical layout of one cell (one layer, one direction) is TensorFlow's split in
+//! two: `input_weights` `[in, 4H]` and `recurrent_weights` `[R, 4H]` (`R` = `P` or `H`),
+//! row-major, gate columns in blocks of `H` in the order i, j, f, o (`j` is the candidate
+//! that PyTorch calls `g` and Keras `c`); `bias` `[4H]`; peepholes `w_i`, `w_f`, `w_o`
+//! `[H]`; `projection` `[H, P]`. Row-major `[K, N]` with `N = 4H` is what a BLAS sgemm
+//! and the packed kernels want; the fast paths repack from it once, at load time.
+
+use crate::error::{Error, Result};
+use crate::spec::LstmSpec;
+use crate::tensors::Tensors;
+
+/// The order of the four gate blocks in an external weight matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateOrder {
+    /// TensorFlow `BasicLSTMCell`/`LSTMCell`: i, j, f, o.
+    Ijfo,
+    /// PyTorch `nn.LSTM` (i, f, g, o) and Keras `LSTM` (i, f, c, o).
+    Ifgo,
+    /// ONNX `LSTM`: i, o, f, c.
+    Iofc,
+}
+
+impl GateOrder {
+    /// For each canonical gate (i, j, f, o), the index of its block in this order.
+    fn blocks(self) -> [usize; 4] {
+        match self {
+            GateOrder::Ijfo => [0, 1, 2, 3],
+            GateOrder::Ifgo => [0, 2, 1, 3],
+            GateOrder::Iofc => [0, 3, 2, 1],
+        }
+    }
+}
+
+/// How an external matrix is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[inputs, outputs]`, as TensorFlow and Keras store `kernel` and `projection`.
+    InputMajor,
+    /// `[outputs, inputs]`, as PyTorch and ONNX store `weight_*` and `W`/`R`.
+    OutputMajor,
+}
+
+/// A borrowed external matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    /// Row-major elements.
+    pub data: &'a [f32],
+    /// Which dimension is outermost.
+    pub layout: Layout,
+}
+
+/// One cell's weights in an external convention, borrowed: the input of
+/// [`LstmWeights::from_cells`].
+#[derive(Debug, Clone)]
+pub struct CellParams<'a> {
+    /// Gate order of the `4H` dimension of `input`, `recurrent` and `biases`.
+    pub gate_order: GateOrder,
+    /// Input weights, `[in, 4H]` or `[4H, in]`.
+    pub input: Matrix<'a>,
+    /// Recurrent weights, `[R, 4H]` or `[4H, R]`.
+    pub recurrent: Matrix<'a>,
+    /// Bias vectors of length `4H`, summed (PyTorch's `bias_ih + bias_hh`); may be empty.
+    pub biases: Vec<&'a [f32]>,
+    /// Peephole weights `[w_i, w_f, w_o]`, each `[H]`; required iff the spec has peepholes.
+    pub peepholes: Option<[&'a [f32]; 3]>,
+    /// Projection, `[H, P]` or `[P, H]`; required iff the layer projects.
+    pub projection: Option<Matrix<'a>>,
+}
+
+/// The weights of one cell (layer and direction) in the crate's layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellWeights {
+    input_weights: Vec<f32>,
+    recurrent_weights: Vec<f32>,
+    bias: Vec<f32>,
+    peepholes: Option<[Vec<f32>; 3]>,
+    projection: Option<Vec<f32>>,
+}
+
+impl CellWeights {
+    /// `[in, 4H]`, gate blocks i, j, f, o.
+    pub fn input_weights(&self) -> &[f32] {
+        &self.input_weights
+    }
+    /// `[R, 4H]`, gate blocks i, j, f, o.
+    pub fn recurrent_weights(&self) -> &[f32] {
+        &self.recurrent_weights
+    }
+    /// `[4H]`, gate blocks i, j, f, o; `forget_bias` is not folded in.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+    /// `[w_i, w_f, w_o]`, each `[H]`, when the spec has peepholes.
+    pub fn peepholes(&self) -> Option<&[Vec<f32>; 3]> {
+        self.peepholes.as_ref()
+    }
+    /// `[H, P]` when the layer projects.
+    pub fn projection(&self) -> Option<&[f32]> {
+        self.projection.as_deref()
+    }
+}
+
+/// Which framework's names and layouts a set of tensors uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// `layers/{k}/kernel` `[in + R, 4H]`, `layers/{k}/bias`, `layers/{k}/w_{i,f,o}_diag`,
+    /// `layers/{k}/projection` `[H, P]`; gates i, j, f, o.
+    TensorFlow,
+    /// `torch.nn.LSTM.state_dict()` names: `weight_ih_l{l}`, `weight_hh_l{l}`,
+    /// `bias_ih_l{l}`, `bias_hh_l{l}`, `weight_hr_l{l}`, `_reverse` for the backward
+    /// direction; gates i, f, g, o.
+    PyTorch,
+    /// Keras `LSTM` weights under `layers/{k}/`: `kernel` `[in, 4H]`, `recurrent_kernel`
+    /// `[H, 4H]`, `bias` `[4H]` (optional); gates i, f, c, o.
+    Keras,
+    /// ONNX `LSTM` inputs per layer `l`: `layers/{l}/W` `[D, 4H, in]`, `layers/{l}/R`
+    /// `[D, 4H, H]`, `layers/{l}/B` `[D, 8H]` (optional), `layers/{l}/P` `[D, 3H]`
+    /// (peepholes i, o, f; when the spec has them); gates i, o, f, c.
+    Onnx,
+}
+
+/// The weights of a whole stack, validated against its [`LstmSpec`].
+///
+/// Cell `k` is layer `k / D`, direction `k % D` (`D` = 2 when bidirectional).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LstmWeights {
+    spec: LstmSpec,
+    cells: Vec<CellWeights>,
+}
+
+/// Shape facts of cell `k`: (input width, recurrent width R, hidden H, projection P).
+fn cell_dims(spec: &LstmSpec, k: usize) -> (usize, usize, usize, Option<usize>) {
+    let l = spec.cell_layer(k);
+    let layer = spec.layers()[l];
+    (
+        spec.layer_input_size(l),
+        layer.output_size(),
+        layer.hidden_size,
+        layer.proj_size,
+    )
+}
+
+/// Copies an external gate matrix into the canonical `[rows, 4H]` i, j, f, o layout.
+fn import_gates(
+    name: &str,
+    m: Matrix<'_>,
+    order: GateOrder,
+    rows: usize,
+    h: usize,
+) -> Result<Vec<f32>> {
+    let n = 4 * h;
+    if m.data.len() != rows * n {
+        let expected = match m.layout {
+            Layout::InputMajor => [rows, n],
+            Layout::OutputMajor => [n, rows],
+        };
+        return Err(Error::Shape {
+            tensor: name.to_string(),
+            expected: format!("{expected:?} ({} elements)", rows * n),
+            actual: format!("{} elements", m.data.len()),
+        });
+    }
+    let blocks = order.blocks();
+    let mut out = vec![0.0; rows * n];
+    for r in 0..rows {
+        for (g, &src_block) in blocks.iter().enumerate() {
+            for u in 0..h {
+                let src_col = src_block * h + u;
+                out[r * n + g * h + u] = match m.layout {
+                    Layout::InputMajor => m.data[r * n + src_col],
+                    Layout::OutputMajor => m.data[src_col * rows + r],
+                };
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The inverse of [`import_gates`].
+fn export_gates(w: &[f32], order: GateOrder, layout: Layout, rows: usize, h: usize) -> Vec<f32> {
+    let n = 4 * h;
+    let blocks = order.blocks();
+    let mut out = vec![0.0; rows * n];
+    for r in 0..rows {
+        for (g, &dst_block) in blocks.iter().enumerate() {
+            for u in 0..h {
+                let dst_col = dst_block * h + u;
+                let v = w[r * n + g * h + u];
+                match layout {
+                    Layout::InputMajor => out[r * n + dst_col] = v,
+                    Layout::OutputMajor => out[dst_col * rows + r] = v,
+                }
+            }
+        }
+    }
+    out
+}
+
+fn reorder_vector(v: &[f32], from: GateOrder, to: GateOrder, h: usize) -> Vec<f32> {
+    let (fb, tb) = (from.blocks(), to.blocks());
+    let mut out = vec![0.0; 4 * h];
+    for g in 0..4 {
+        out[tb[g] * h..tb[g] * h + h].copy_from_slice(&v[fb[g] * h..fb[g] * h + h]);
+    }
+    out
+}
+
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
+        }
+    }
+    out
+}
+
+fn check_len(name: &str, v: &[f32], n: usize) -> Result<()> {
+    if v.len() != n {
+        return Err(Error::shape(name, &[n], &[v.len()]));
+    }
+    Ok(())
+}
+
+/// Cheap deterministic uniform numbers (SplitMix64), for tests, benches and
+/// initialisation; no dependency needed for that.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * unit
+    }
+    /// A vector of `n` uniform values in `[lo, hi)`.
+    pub fn uniform_vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}
+
+impl LstmWeights {
+    /// All-zero weights for `spec`.
+    pub fn zeros(spec: &LstmSpec) -> Self {
+        Self::filled(spec, |n| vec![0.0; n])
+    }
+
+    /// Weights uniform in `[-scale, scale]` from a seed (like TF's
+    /// `random_uniform_initializer(-init_scale, init_scale)`), deterministic.
+    pub fn random_uniform(spec: &LstmSpec, scale: f32, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        Self::filled(spec, |n| rng.uniform_vec(n, -scale, scale))
+    }
+
+    fn filled(spec: &LstmSpec, mut fill: impl FnMut(usize) -> Vec<f32>) -> Self {
+        let cells = (0..spec.num_cells())
+            .map(|k| {
+                let (inp, r, h, p) = cell_dims(spec, k);
+                CellWeights {
+                    input_weights: fill(inp * 4 * h),
+                    recurrent_weights: fill(r * 4 * h),
+                    bias: fill(4 * h),
+                    peepholes: spec.use_peepholes().then(|| [fill(h), fill(h), fill(h)]),
+                    projection: p.map(|p| fill(h * p)),
+                }
+            })
+            .collect();
+        LstmWeights {
+            spec: spec.clone(),
+            cells,
+        }
+    }
+
+    /// The spec these weights were validated against.
+    pub fn spec(&self) -> &LstmSpec {
+        &self.spec
+    }
+
+    /// The weights of cell `k` (layer `k / D`, direction `k % D`).
+    ///
+    /// # Panics
+    /// If `k >= spec.num_cells()`.
+    pub fn cell(&self, k: usize) -> &CellWeights {
+        &self.cells[k]
+    }
+
+    /// Builds the weights from borrowed slices in any supported gate order and layout,
+    /// one [`CellParams`] per cell.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the number of cells or any matrix or vector does not match
+    /// the spec; [`Error::MissingTensor`] when peepholes or a projection the spec asks for
+    /// are absent, [`Error::Config`] when ones it does not ask for are given.
+    pub fn from_cells(spec: &LstmSpec, cells: &[CellParams<'_>]) -> Result<Self> {
+        if cells.len() != spec.num_cells() {
+            return Err(Error::shape("cells", &[spec.num_cells()], &[cells.len()]));
+        }
+        let mut out = Vec::with_capacity(cells.len());
+        for (k, c) in cells.iter().enumerate() {
+            let (inp, r, h, p) = cell_dims(spec, k);
+            let name = |what: &str| format!("cell {k} {what}");
+            let input_weights =
+                import_gates(&name("input weights"), c.input, c.gate_order, inp, h)?;
+            let recurrent_weights =
+                import_gates(&name("recurrent weights"), c.recurrent, c.gate_order, r, h)?;
+            let mut bias = vec![0.0; 4 * h];
+            for (i, b) in c.biases.iter().enumerate() {
+                check_len(&name(&format!("bias {i}")), b, 4 * h)?;
+                let b = reorder_vector(b, c.gate_order, GateOrder::Ijfo, h);
+                bias.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+            }
+            let peepholes = match (spec.use_peepholes(), c.peepholes) {
+                (true, Some(pp)) => {
+                    for (g, v) in ["w_i", "w_f", "w_o"].iter().zip(pp) {
+                        check_len(&name(&format!("peephole {g}")), v, h)?;
+                    }
+                    Some(pp.map(|v| v.to_vec()))
+                }
+                (true, None) => return Err(Error::MissingTensor(name("peepholes"))),
+                (false, Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "{} given but the spec has no peepholes",
+                        name("peepholes")
+                    )))
+                }
+                (false, None) => None,
+            };
+            let projection = match (p, c.projection) {
+                (Some(p), Some(m)) => {
+                    let label = name("projection");
+                    if m.data.len() != h * p {
+                        let expected = match m.layout {
+                            Layout::InputMajor => [h, p],
+                            Layout::OutputMajor => [p, h],
+                        };
+                        return Err(Error::Shape {
+                            tensor: label,
+                            expected: format!("{expected:?} ({} elements)", h * p),
+                            actual: format!("{} elements", m.data.len()),
+                        });
+                    }
+                    Some(match m.layout {
+                        Layout::InputMajor => m.data.to_vec(),
+                        Layout::OutputMajor => transpose(m.data, p, h),
+                    })
+                }
+                (Some(_), None) => return Err(Error::MissingTensor(name("projection"))),
+                (None, Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "{} given but the layer has no projection",
+                        name("projection")
+                    )))
+                }
+                (None, None) => None,
+            };
+            out.push(CellWeights {
+                input_weights,
+                recurrent_weights,
+                bias,
+                peepholes,
+                projection,
+            });
+        }
+        Ok(LstmWeights {
+            spec: spec.clone(),
+            cells: out,
+        })
+    }
+
+    /// Imports from named tensors in `convention` (see [`Convention`] for the names).
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`], [`Error::Dtype`] or [`Error::Shape`] naming the tensor;
+    /// [`Error::Config`] when the convention cannot express the spec (Keras and ONNX have
+    /// no projection, Keras no peepholes).
+    pub fn from_tensors(
+        spec: &LstmSpec,
+        tensors: &Tensors,
+        convention: Convention,
+    ) -> Result<Self> {
+        match convention {
+            Convention::TensorFlow => Self::from_tensorflow(spec, tensors),
+            Convention::PyTorch => Self::from_pytorch(spec, tensors),
+            Convention::Keras => Self::from_keras(spec, tensors),
+            Convention::Onnx => Self::from_onnx(spec, tensors),
+        }
+    }
+
+    /// Reads a `.safetensors` file of weights in `convention`.
+    ///
+    /// # Errors
+    /// As [`Tensors::load`] and [`LstmWeights::from_tensors`].
+    pub fn load_safetensors(
+        spec: &LstmSpec,
+        path: impl AsRef<std::path::Path>,
+        convention: Convention,
+    ) -> Result<Self> {
+        Self::from_tensors(spec, &Tensors::load(path)?, convention)
+    }
+
+    fn from_tensorflow(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+        let mut kernels = Vec::new();
+        for k in 0..spec.num_cells() {
+            let (inp, r, h, p) = cell_dims(spec, k);
+            let kernel = t.f32_shaped(&format!("layers/{k}/kernel"), &[inp + r, 4 * h])?;
+            let bias = t.f32_shaped(&format!("layers/{k}/bias"), &[4 * h])?;
+            let peepholes = if spec.use_peepholes() {
+                let get = |g: &str| t.f32_shaped(&format!("layers/{k}/w_{g}_diag"), &[h]);
+                Some([get("i")?, get("f")?, get("o")?])
+            } else {
+                None
+            };
+            let projection = p
+                .map(|p| t.f32_shaped(&format!("layers/{k}/projection"), &[h, p]))
+                .transpose()?;
+            kernels.push((kernel, inp, bias, peepholes, projection));
+        }
+        let cells: Vec<CellParams<'_>> = kernels
+            .iter()
+            .map(|&(kernel, inp, bias, peepholes, projection)| {
+                let cols = bias.len();
+                CellParams {
+                    gate_order: GateOrder::Ijfo,
+                    input: Matrix {
+                        data: &kernel[..inp * cols],
+                        layout: Layout::InputMajor,
+                    },
+                    recurrent: Matrix {
+                        data: &kernel[inp * cols..],
+                        layout: Layout::InputMajor,
+                    },
+                    biases: vec![bias],
+                    peepholes,
+                    projection: projection.map(|data| Matrix {
+                        data,
+                        layout: Layout::InputMajor,
+                    }),
+                }
+            })
+            .collect();
+        Self::from_cells(spec, &cells)
+    }
+
+    fn pytorch_suffix(spec: &LstmSpec, k: usize) -> String {
+        let l = spec.cell_layer(k);
+        if k % spec.num_directions() == 1 {
+            format!("l{l}_reverse")
+        } else {
+            format!("l{l}")
+        }
+    }
+
+    fn from_pytorch(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+        if spec.use_peepholes() {
+            return Err(Error::Config(
+                "the PyTorch convention has no peepholes".into(),
+            ));
+        }
+        let mut cells = Vec::new();
+        for k in 0..spec.num_cells() {
+            let (inp, r, h, p) = cell_dims(spec, k);
+            let s = Self::pytorch_suffix(spec, k);
+            let w_ih = t.f32_shaped(&format!("weight_ih_{s}"), &[4 * h, inp])?;
+            let w_hh = t.f32_shaped(&format!("weight_hh_{s}"), &[4 * h, r])?;
+            let mut biases = Vec::new();
+            for name in [format!("bias_ih_{s}"), format!("bias_hh_{s}")] {
+                // nn.LSTM(bias=False) has neither bias.
+                if t.contains(&name) {
+                    biases.push(t.f32_shaped(&name, &[4 * h])?);
+                }
+            }
+            let projection = p
+                .map(|p| t.f32_shaped(&format!("weight_hr_{s}"), &[p, h]))
+                .transpose()?;
+            cells.push(CellParams {
+                gate_order: GateOrder::Ifgo,
+                input: Matrix {
+                    data: w_ih,
+                    layout: Layout::OutputMajor,
+                },
+                recurrent: Matrix {
+                    data: w_hh,
+                    layout: Layout::OutputMajor,
+                },
+                biases,
+                peepholes: None,
+                projection: projection.map(|data| Matrix {
+                    data,
+                    layout: Layout::OutputMajor,
+                }),
+            });
+        }
+        Self::from_cells(spec, &cells)
+    }
+
+    fn from_keras(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+        if spec.use_peepholes() || spec.layers().iter().any(|l| l.proj_size.is_some()) {
+            return Err(Error::Config(
+                "the Keras convention has no peepholes and no projection".into(),
+            ));
+        }
+        let mut cells = Vec::new();
+        for k in 0..spec.num_cells() {
+            let (inp, r, h, _) = cell_dims(spec, k);
+            let kernel = t.f32_shaped(&format!("layers/{k}/kernel"), &[inp, 4 * h])?;
+            let rec = t.f32_shaped(&format!("layers/{k}/recurrent_kernel"), &[r, 4 * h])?;
+            let bias_name = format!("layers/{k}/bias");
+            let biases = if t.contains(&bias_name) {
+                vec![t.f32_shaped(&bias_name, &[4 * h])?]
+            } else {
+                vec![]
+            };
+            cells.push(CellParams {
+                gate_order: GateOrder::Ifgo,
+                input: Matrix {
+                    data: kernel,
+                    layout: Layout::InputMajor,
+                },
+                recurrent: Matrix {
+                    data: rec,
+                    layout: Layout::InputMajor,
+                },
+                biases,
+                peepholes: None,
+                projection: None,
+            });
+        }
+        Self::from_cells(spec, &cells)
+    }
+
+    fn from_onnx(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+        if spec.layers().iter().any(|l| l.proj_size.is_some()) {
+            return Err(Error::Config("the ONNX LSTM has no projection".into()));
+        }
+        let d = spec.num_directions();
+        // Peepholes in ONNX order i, o, f, reordered below to the crate's w_i, w_f, w_o.
+        let mut per_cell = Vec::new();
+        for l in 0..spec.num_layers() {
+            let h = spec.layers()[l].hidden_size;
+            let inp = spec.layer_input_size(l);
+            let w = t.f32_shaped(&format!("layers/{l}/W"), &[d, 4 * h, inp])?;
+            let r = t.f32_shaped(&format!("layers/{l}/R"), &[d, 4 * h, h])?;
+            let b_name = format!("layers/{l}/B");
+            let b = if t.contains(&b_name) {
+                Some(t.f32_shaped(&b_name, &[d, 8 * h])?)
+            } else {
+                None
+            };
+            let p = if spec.use_peepholes() {
+                Some(t.f32_shaped(&format!("layers/{l}/P"), &[d, 3 * h])?)
+            } else {
+                None
+            };
+            for dir in 0..d {
+                let biases = b
+                    .map(|b| {
+                        let b = &b[dir * 8 * h..(dir + 1) * 8 * h];
+                        vec![&b[..4 * h], &b[4 * h..]]
+                    })
+                    .unwrap_or_default();
+                let peepholes = p.map(|p| {
+                    let p = &p[dir * 3 * h..(dir + 1) * 3 * h];
+                    [&p[..h], &p[2 * h..], &p[h..2 * h]]
+                });
+                per_cell.push(CellParams {
+                    gate_order: GateOrder::Iofc,
+                    input: Matrix {
+                        data: &w[dir * 4 * h * inp..(dir + 1) * 4 * h * inp],
+                        layout: Layout::OutputMajor,
+                    },
+                    recurrent: Matrix {
+                        data: &r[dir * 4 * h * h..(dir + 1) * 4 * h * h],
+                        layout: Layout::OutputMajor,
+                    },
+                    biases,
+                    peepholes,
+                    projection: None,
+                });
+            }
+        }
+        Self::from_cells(spec, &per_cell)
+    }
+
+    /// Exports under the TensorFlow convention's names (see [`Convention::TensorFlow`]).
+    pub fn to_tensorflow(&self) -> Tensors {
+        let mut t = Tensors::new();
+        for (k, c) in self.cells.iter().enumerate() {
+            let (inp, r, h, p) = cell_dims(&self.spec, k);
+            let mut kernel = c.input_weights.clone();
+            kernel.extend_from_slice(&c.recurrent_weights);
+            let put = |t: &mut Tensors, name: String, shape: &[usize], v: Vec<f32>| {
+                t.insert_f32(&name, shape, v)
+                    .expect("shapes follow the spec");
+            };
+            put(
+                &mut t,
+                format!("layers/{k}/kernel"),
+                &[inp + r, 4 * h],
+                kernel,
+            );
+            put(&mut t, format!("layers/{k}/bias"), &[4 * h], c.bias.clone());
+            if let Some([wi, wf, wo]) = &c.peepholes {
+                put(&mut t, format!("layers/{k}/w_i_diag"), &[h], wi.clone());
+                put(&mut t, format!("layers/{k}/w_f_diag"), &[h], wf.clone());
+                put(&mut t, format!("layers/{k}/w_o_diag"), &[h], wo.clone());
+            }
+            if let (Some(p), Some(proj)) = (p, &c.projection) {
+                put(
+                    &mut t,
+                    format!("layers/{k}/projection"),
+                    &[h, p],
+                    proj.clone(),
+                );
+            }
+        }
+        t
+    }
+
+    /// Exports under `torch.nn.LSTM.state_dict()` names.
+    ///
+    /// PyTorch has one bias where the crate keeps their sum: `bias_ih` gets the whole bias
+    /// and `bias_hh` zeros. PyTorch has no `forget_bias`: a non-zero one is folded into
+    /// `bias_ih`'s forget block, so the exported module computes the same function (import
+    /// it back with `forget_bias` 0).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the spec has peepholes, `cell_clip` or `proj_clip`, which
+    /// PyTorch cannot express.
+    pub fn to_pytorch(&self) -> Result<Tensors> {
+        if self.spec.use_peepholes() || self.spec.cell_clip().is_some() {
+            return Err(Error::Config(
+                "PyTorch's nn.LSTM has no peepholes and no cell_clip".into(),
+            ));
+        }
+        if self.spec.proj_clip().is_some()
+            && self.spec.layers().iter().any(|l| l.proj_size.is_some())
+        {
+            return Err(Error::Config("PyTorch's nn.LSTM has no proj_clip".into()));
+        }
+        let mut t = Tensors::new();
+        for (k, c) in self.cells.iter().enumerate() {
+            let (inp, r, h, p) = cell_dims(&self.spec, k);
+            let s = Self::pytorch_suffix(&self.spec, k);
+            let put = |t: &mut Tensors, name: String, shape: &[usize], v: Vec<f32>| {
+                t.insert_f32(&name, shape, v)
+                    .expect("shapes follow the spec");
+            };
+            let w_ih = export_gates(
+                &c.input_weights,
+                GateOrder::Ifgo,
+                Layout::OutputMajor,
+                inp,
+                h,
+            );
+            let w_hh = export_gates(
+                &c.recurrent_weights,
+                GateOrder::Ifgo,
+                Layout::OutputMajor,
+                r,
+                h,
+            );
+            let mut bias = c.bias.clone();
+            bias[2 * h..3 * h]
+                .iter_mut()
+                .for_each(|b| *b += self.spec.forget_bias());
+            put(&mut t, format!("weight_ih_{s}"), &[4 * h, inp], w_ih);
+            put(&mut t, format!("weight_hh_{s}"), &[4 * h, r], w_hh);
+            put(
+                &mut t,
+                format!("bias_ih_{s}"),
+                &[4 * h],
+                reorder_vector(&bias, GateOrder::Ijfo, GateOrder::Ifgo, h),
+            );
+            put(&mut t, format!("bias_hh_{s}"), &[4 * h], vec![0.0; 4 * h]);
+            if let (Some(p), Some(proj)) = (p, &c.projection) {
+                put(
+                    &mut t,
+                    format!("weight_hr_{s}"),
+                    &[p, h],
+                    transpose(proj, h, p),
+                );
+            }
+        }
+        Ok(t)
+    }
+}

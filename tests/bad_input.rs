@@ -1,0 +1,231 @@
+//! Bad input gives an `Error` that names the tensor and the shapes, never a panic.
+
+mod common;
+
+use lstm_kernels::golden::GoldenCase;
+use lstm_kernels::{
+    forward_inference, CellState, Convention, Error, ForwardInput, InitialState, LstmSpec,
+    LstmState, LstmWeights, Tensors, Workspace,
+};
+
+fn setup() -> (LstmSpec, LstmWeights) {
+    let spec = LstmSpec::builder(3, &[4]).build().unwrap();
+    let w = LstmWeights::random_uniform(&spec, 0.1, 1);
+    (spec, w)
+}
+
+fn forward_err(input: ForwardInput<'_>) -> Error {
+    let (spec, w) = setup();
+    let mut ws = Workspace::new(&spec, 2, 5);
+    forward_inference(&w, &input, &mut ws).unwrap_err()
+}
+
+fn assert_shape_err(e: &Error, tensor: &str, expected: &str, actual: &str) {
+    match e {
+        Error::Shape {
+            tensor: t,
+            expected: x,
+            actual: a,
+        } => {
+            assert_eq!(t, tensor);
+            assert!(
+                x.contains(expected),
+                "expected part `{x}` lacks `{expected}`"
+            );
+            assert!(a.contains(actual), "actual part `{a}` lacks `{actual}`");
+        }
+        other => panic!("expected a shape error for {tensor}, got {other:?}"),
+    }
+    let msg = e.to_string();
+    assert!(
+        msg.contains(tensor) && msg.contains(expected) && msg.contains(actual),
+        "{msg}"
+    );
+}
+
+#[test]
+fn input_of_the_wrong_length() {
+    let x = vec![0.0; 2 * 5 * 3 - 1];
+    let e = forward_err(ForwardInput::new(&x, 2, 5));
+    assert_shape_err(&e, "input", "[2, 5, 3]", "29 elements");
+}
+
+#[test]
+fn zero_batch_or_zero_steps() {
+    let e = forward_err(ForwardInput::new(&[], 0, 5));
+    assert_shape_err(&e, "input", "B >= 1", "[0, 5, 3]");
+    let e = forward_err(ForwardInput::new(&[], 2, 0));
+    assert_shape_err(&e, "input", "T >= 1", "[2, 0, 3]");
+}
+
+#[test]
+fn sequence_length_of_the_wrong_shape_or_range() {
+    let x = vec![0.0; 2 * 5 * 3];
+    let e = forward_err(ForwardInput::new(&x, 2, 5).sequence_length(&[1, 2, 3]));
+    assert_shape_err(&e, "sequence_length", "[2]", "[3]");
+    for (bad, idx) in [([5, 6], 1usize), ([-1, 2], 0)] {
+        let e = forward_err(ForwardInput::new(&x, 2, 5).sequence_length(&bad));
+        assert_eq!(
+            e,
+            Error::Length {
+                index: idx,
+                value: bad[idx].into(),
+                steps: 5
+            }
+        );
+        assert!(e.to_string().contains("sequence_length"));
+    }
+}
+
+#[test]
+fn initial_state_of_the_wrong_shape() {
+    let (spec, _) = setup();
+    let x = vec![0.0; 2 * 5 * 3];
+    let mut s = LstmState::zeros(&spec, 2);
+    s.cells[0].h.pop();
+    let e = forward_err(ForwardInput::new(&x, 2, 5).initial_state(InitialState::Given(&s)));
+    assert_shape_err(&e, "initial_state/0/h", "[2, 4]", "7 elements");
+    let s = LstmState {
+        cells: vec![
+            CellState {
+                c: vec![0.0; 8],
+                h: vec![0.0; 8],
+            },
+            CellState {
+                c: vec![0.0; 8],
+                h: vec![0.0; 8],
+            },
+        ],
+    };
+    let e = forward_err(ForwardInput::new(&x, 2, 5).initial_state(InitialState::Given(&s)));
+    assert_shape_err(&e, "initial_state", "1 cells", "2 cells");
+}
+
+#[test]
+fn carry_without_a_previous_pass_of_that_batch() {
+    let x = vec![0.0; 2 * 5 * 3];
+    let e = forward_err(ForwardInput::new(&x, 2, 5).initial_state(InitialState::Carry));
+    assert_shape_err(&e, "initial_state", "batch 2", "no previous pass");
+}
+
+#[test]
+fn workspace_of_another_spec() {
+    let (_, w) = setup();
+    let other = LstmSpec::builder(3, &[5]).build().unwrap();
+    let mut ws = Workspace::new(&other, 2, 5);
+    let x = vec![0.0; 2 * 5 * 3];
+    let e = forward_inference(&w, &ForwardInput::new(&x, 2, 5), &mut ws).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+}
+
+#[test]
+fn weights_missing_mis_shaped_or_mis_typed() {
+    let (spec, w) = setup();
+    let tf = w.to_tensorflow();
+
+    let mut missing = Tensors::new();
+    let (s, k) = tf.f32("layers/0/kernel").unwrap();
+    missing
+        .insert_f32("layers/0/kernel", s, k.to_vec())
+        .unwrap();
+    let e = LstmWeights::from_tensors(&spec, &missing, Convention::TensorFlow).unwrap_err();
+    assert_eq!(e, Error::MissingTensor("layers/0/bias".into()));
+    assert!(e.to_string().contains("layers/0/bias"));
+
+    let mut wrong = tf.clone();
+    wrong
+        .insert_f32("layers/0/kernel", &[6, 16], vec![0.0; 96])
+        .unwrap();
+    let e = LstmWeights::from_tensors(&spec, &wrong, Convention::TensorFlow).unwrap_err();
+    assert_shape_err(&e, "layers/0/kernel", "[7, 16]", "[6, 16]");
+
+    let mut typed = tf.clone();
+    typed
+        .insert_i32("layers/0/bias", &[16], vec![0; 16])
+        .unwrap();
+    let e = LstmWeights::from_tensors(&spec, &typed, Convention::TensorFlow).unwrap_err();
+    assert!(
+        matches!(&e, Error::Dtype { tensor, expected, actual } if tensor == "layers/0/bias" && expected == "F32" && actual == "I32"),
+        "{e:?}"
+    );
+
+    let pt = LstmWeights::random_uniform(
+        &LstmSpec::builder(3, &[4]).forget_bias(0.0).build().unwrap(),
+        0.1,
+        2,
+    )
+    .to_pytorch()
+    .unwrap();
+    let mut pt_wrong = pt.clone();
+    pt_wrong
+        .insert_f32("weight_hh_l0", &[16, 3], vec![0.0; 48])
+        .unwrap();
+    let e = LstmWeights::from_tensors(&spec, &pt_wrong, Convention::PyTorch).unwrap_err();
+    assert_shape_err(&e, "weight_hh_l0", "[16, 4]", "[16, 3]");
+}
+
+#[test]
+fn unreadable_and_truncated_files() {
+    let (spec, w) = setup();
+    let dir = std::env::temp_dir().join(format!("lstm-kernels-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("nope.safetensors");
+    assert!(matches!(
+        LstmWeights::load_safetensors(&spec, &missing, Convention::TensorFlow),
+        Err(Error::Io(m)) if m.contains("nope.safetensors")
+    ));
+    let bytes = w.to_tensorflow().to_bytes().unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let e = LstmWeights::load_safetensors(&spec, &cut, Convention::TensorFlow).unwrap_err();
+    assert!(
+        matches!(&e, Error::Format(m) if m.contains("cut.safetensors")),
+        "{e:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn golden_with(config: &str, tweak: impl FnOnce(&mut Tensors)) -> Error {
+    let mut t = Tensors::new();
+    t.set_metadata("format", "lstm-golden/1");
+    t.set_metadata("kind", "lstm");
+    t.set_metadata("convention", "tensorflow");
+    t.set_metadata("config", config);
+    tweak(&mut t);
+    GoldenCase::from_tensors("case".into(), t).unwrap_err()
+}
+
+#[test]
+fn golden_metadata_errors() {
+    let e = golden_with(
+        r#"{"input_size": 3, "hidden_sizes": [4], "cell_clip": 1e999}"#,
+        |_| {},
+    );
+    // serde_json reads 1e999 as out of range: either way it must not be accepted.
+    assert!(matches!(e, Error::Format(_) | Error::Config(_)), "{e:?}");
+    let e = golden_with(r#"{"input_size": 3, "hidden_sizes": [0]}"#, |_| {});
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    let e = golden_with(r#"{"hidden_sizes": [4]}"#, |_| {});
+    assert!(
+        matches!(&e, Error::Format(m) if m.contains("input_size")),
+        "{e:?}"
+    );
+    let e = golden_with("not json", |_| {});
+    assert!(matches!(e, Error::Format(_)), "{e:?}");
+    let e = golden_with(
+        r#"{"input_size": 3, "hidden_sizes": [4], "forget_bias": "x"}"#,
+        |_| {},
+    );
+    assert!(
+        matches!(&e, Error::Format(m) if m.contains("forget_bias")),
+        "{e:?}"
+    );
+    let e = golden_with(
+        r#"{"input_size": 3, "hidden_sizes": [4], "tolerance": {"abs": -1}}"#,
+        |_| {},
+    );
+    assert!(
+        matches!(&e, Error::Format(m) if m.contains("tolerance")),
+        "{e:?}"
+    );
+}
