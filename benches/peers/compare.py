@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Crate vs peers, in one session, interleaved per benchmark, as a Markdown table.
+
+For every thread count and every (shape, work) of BENCH_SHAPES:
+  1. the crate's runner  `cargo run --release --example bench -- --shape S --work W --threads N --reps K`
+  2. peers.py            `--shape S --work W --threads N --reps K`
+  3. the crate's runner again
+The crate's time is the median of its runs' medians (with two runs: their mean);
+the spread between its runs is shown so a noisy machine is visible.
+
+`--crate-json FILE` (and `--peers-json FILE`) read pre-recorded JSON lines instead of
+running cargo (peers.py); with both, nothing is run and only the table is built.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import shapes as suite  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+PEERS = ("pytorch-dense", "pytorch-packed", "onnxruntime")
+DEFAULT_CRATE_CMD = "cargo run --release --example bench --"
+DEFAULT_BUILD_CMD = "cargo build --release --example bench"
+
+
+class Failure(Exception):
+    pass
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
+    p.add_argument("--reps", type=int, default=20, help="timed repetitions per run (crate and peers)")
+    p.add_argument("--warmup", type=int, default=5, help="peers.py warm-up repetitions")
+    p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, or all")
+    p.add_argument("--work", default="all", choices=["forward", "train", "all"])
+    p.add_argument("--peer", default="all", help="passed to peers.py (pytorch-dense|pytorch-packed|onnxruntime|all)")
+    p.add_argument("--crate-runs", type=int, default=2,
+                   help="crate runs per benchmark: one before the peers, the rest after (default 2)")
+    p.add_argument("--markdown-out", metavar="FILE", help="also write the Markdown report here")
+    p.add_argument("--json-out", metavar="FILE", help="write rows and every raw JSON line here")
+    p.add_argument("--crate-json", metavar="FILE", help="pre-recorded crate JSON lines; cargo is not run")
+    p.add_argument("--peers-json", metavar="FILE", help="pre-recorded peers.py JSON lines; peers.py is not run")
+    p.add_argument("--crate-cmd", default=DEFAULT_CRATE_CMD,
+                   help=f"the crate runner, before its options (default: {DEFAULT_CRATE_CMD!r})")
+    p.add_argument("--build-cmd", default=DEFAULT_BUILD_CMD,
+                   help="run once before any timing so compilation is not interleaved; '' to skip")
+    p.add_argument("--python", default=sys.executable, help="interpreter for peers.py")
+    p.add_argument("-v", "--verbose", action="store_true", help="echo the children's whole stderr")
+    a = p.parse_args(argv)
+    try:
+        a.thread_list = [int(t) for t in a.threads.split(",") if t.strip()]
+    except ValueError:
+        p.error(f"--threads wants a comma list of integers, got {a.threads!r}")
+    if not a.thread_list or min(a.thread_list) < 1 or a.reps < 1 or a.crate_runs < 1:
+        p.error("--threads, --reps and --crate-runs must be >= 1")
+    a.peer_list = list(PEERS) if a.peer == "all" else [x.strip() for x in a.peer.split(",") if x.strip()]
+    return a
+
+
+# ---------------------------------------------------------------- running children
+
+def run_child(cmd, what, verbose, hint=""):
+    """Run cmd in the repo root, return (json records from stdout, stderr text)."""
+    log(f"[compare] {what}: {' '.join(shlex.quote(c) for c in cmd)}")
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as e:
+        raise Failure(f"{what} could not start ({e}).{hint}")
+    if verbose and proc.stderr:
+        sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.rstrip().splitlines()[-30:]) or "(its stderr was empty)"
+        raise Failure(f"{what} failed with exit code {proc.returncode}:\n  {' '.join(cmd)}\n"
+                      f"--- last lines of its stderr ---\n{tail}\n---{hint}")
+    return parse_json_lines(proc.stdout.splitlines(), what), proc.stderr
+
+
+def parse_json_lines(lines, what):
+    out = []
+    for ln in lines:
+        ln = ln.strip()
+        if not ln.startswith("{"):
+            if ln:
+                log(f"[compare] {what}: ignoring non-JSON stdout line: {ln[:120]}")
+            continue
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError as e:
+            raise Failure(f"{what}: bad JSON line ({e}): {ln[:200]}")
+        missing = [k for k in ("shape", "work", "threads", "median_s") if k not in rec]
+        if missing:
+            raise Failure(f"{what}: JSON line lacks {missing}: {ln[:200]}")
+        out.append(rec)
+    return out
+
+
+def read_json_file(path, what):
+    try:
+        with open(path) as f:
+            return parse_json_lines(f.read().splitlines(), f"{what} {path}")
+    except OSError as e:
+        raise Failure(f"cannot read {what} {path}: {e}")
+
+
+CRATE_HINT = ("\nThe crate's runner is `examples/bench.rs` (`cargo run --release --example bench -- "
+              "--shape S --work W --threads N --reps K`, one JSON line per benchmark). If it does not "
+              "exist yet, use --crate-json FILE with pre-recorded lines (e.g. benches/peers/testdata/"
+              "crate_sample.jsonl).")
+
+
+def matching(records, shape, work, threads, peer=None):
+    return [r for r in records if r["shape"] == shape and r["work"] == work
+            and int(r["threads"]) == threads and (peer is None or r.get("peer") == peer)]
+
+
+# ---------------------------------------------------------------- the session
+
+def collect(args, benches):
+    """Run (or read) everything; return (crate records, peer records, peer kernel-info lines)."""
+    crate_file = read_json_file(args.crate_json, "crate JSON") if args.crate_json else None
+    peers_file = read_json_file(args.peers_json, "peers JSON") if args.peers_json else None
+    if crate_file is None and args.build_cmd.strip():
+        run_child(shlex.split(args.build_cmd), "build the crate runner", args.verbose, CRATE_HINT)
+    crate, peers, info = [], [], []
+
+    def crate_run(shape, work, threads, k):
+        if crate_file is not None:
+            return
+        cmd = shlex.split(args.crate_cmd) + ["--shape", shape, "--work", work,
+                                             "--threads", str(threads), "--reps", str(args.reps)]
+        recs, _ = run_child(cmd, f"crate run {k + 1}/{args.crate_runs} {shape} {work} t{threads}",
+                            args.verbose, CRATE_HINT)
+        got = matching(recs, shape, work, threads)
+        if not got:
+            raise Failure(f"the crate runner printed no JSON line for shape={shape} work={work} "
+                          f"threads={threads} (it printed {len(recs)} line(s)).{CRATE_HINT}")
+        for r in got:
+            r["run"] = k
+        crate.extend(got)
+
+    for threads in args.thread_list:
+        for shape, work in benches:
+            crate_run(shape.name, work, threads, 0)
+            if peers_file is None:
+                cmd = [args.python, os.path.join(HERE, "peers.py"), "--shape", shape.name, "--work", work,
+                       "--threads", str(threads), "--reps", str(args.reps), "--warmup", str(args.warmup),
+                       "--peer", args.peer]
+                recs, err = run_child(cmd, f"peers {shape.name} {work} t{threads}", args.verbose)
+                peers.extend(matching(recs, shape.name, work, threads))
+                for ln in err.splitlines():
+                    if ln.startswith("[peers]") and "skip" not in ln and ln not in info:
+                        info.append(ln)
+            for k in range(1, args.crate_runs):
+                crate_run(shape.name, work, threads, k)
+    if crate_file is not None:
+        crate = crate_file
+    if peers_file is not None:
+        peers = peers_file
+    return crate, peers, info
+
+
+def build_rows(benches, thread_list, peer_list, crate, peers):
+    rows = []
+    for threads in thread_list:
+        for shape, work in benches:
+            flops = shape.flops(work)
+            c = [float(r["median_s"]) for r in matching(crate, shape.name, work, threads)]
+            row = {"shape": shape.name, "work": work, "threads": threads, "flops": flops,
+                   "crate_runs_s": c, "crate_median_s": statistics.median(c) if c else None,
+                   "peers_median_s": {}}
+            for r in matching(crate, shape.name, work, threads):
+                if r.get("gflops") and abs(r["gflops"] / (flops / r["median_s"] / 1e9) - 1) > 0.01:
+                    log(f"[compare] WARNING: crate gflops for {shape.name} {work} ({r['gflops']:.2f}) disagrees "
+                        f"with BENCH_SHAPES' FLOP count ({flops / r['median_s'] / 1e9:.2f}); the table uses the latter")
+            for peer in peer_list:
+                p = [float(r["median_s"]) for r in matching(peers, shape.name, work, threads, peer)]
+                if p:
+                    row["peers_median_s"][peer] = statistics.median(p)
+            cm = row["crate_median_s"]
+            row["crate_spread"] = (max(c) - min(c)) / cm if len(c) > 1 else None
+            row["crate_gflops"] = flops / cm / 1e9 if cm else None
+            if shape.is_lm and cm:
+                row["crate_words_per_s"] = shape.batch * shape.steps / cm
+            if row["peers_median_s"]:
+                best = min(row["peers_median_s"], key=row["peers_median_s"].get)
+                row["fastest_peer"] = best
+                row["speedup_vs_fastest_peer"] = row["peers_median_s"][best] / cm if cm else None
+            else:
+                row["fastest_peer"] = row["speedup_vs_fastest_peer"] = None
+            rows.append(row)
+    return rows
+
+
+def ms(s):
+    if s is None:
+        return "—"
+    v = s * 1e3
+    return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def markdown(rows, peer_list, meta, info):
+    lm = any("crate_words_per_s" in r for r in rows)
+    head = (["shape", "work", "threads", "crate ms", "crate spread"] + [f"{p} ms" for p in peer_list]
+            + ["crate GFLOP/s"] + (["crate words/s"] if lm else []) + ["speed-up vs fastest peer"])
+    out = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for r in rows:
+        cells = [f"`{r['shape']}`", r["work"], str(r["threads"]), ms(r["crate_median_s"]),
+                 f"{r['crate_spread'] * 100:.1f}%" if r["crate_spread"] is not None else "—"]
+        cells += [ms(r["peers_median_s"].get(p)) for p in peer_list]
+        cells.append(f"{r['crate_gflops']:.1f}" if r["crate_gflops"] else "—")
+        if lm:
+            cells.append(f"{r['crate_words_per_s']:.0f}" if "crate_words_per_s" in r else "")
+        sp = r["speedup_vs_fastest_peer"]
+        cells.append(f"{sp:.2f}x vs {r['fastest_peer']}" if sp else "—")
+        out.append("| " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        f"- {meta['date']}, {meta['machine']}; load average {meta['load_before']} before, "
+        f"{meta['load_after']} after; crate {meta['crate_source']}, peers {meta['peers_source']}.",
+        "- times are medians per call; crate ms = median of its runs (spread = (max - min) / median over "
+        "its runs around the peers); speed-up = fastest peer's ms / crate ms (> 1: the crate is faster).",
+        "- GFLOP/s per BENCH_SHAPES (2 * 4H * (I + H) per real step, training 3x, varlen counts sum(len)); "
+        "`seed-ptb-lm` counts only its LSTM stack's training FLOPs.",
+    ]
+    notes += [f"- {ln[len('[peers] '):]}" for ln in info]
+    return "\n".join(out + notes) + "\n"
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def loadavg():
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def main():
+    args = parse_args()
+    benches = suite.select(args.shape, args.work)
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+            "load_before": loadavg(), "reps": args.reps, "threads": args.thread_list,
+            "crate_source": f"from {args.crate_json}" if args.crate_json else f"`{args.crate_cmd}`",
+            "peers_source": f"from {args.peers_json}" if args.peers_json else "peers.py"}
+    if not (args.crate_json and args.peers_json):
+        one_min = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if one_min > 0.5:
+            log(f"[compare] WARNING: 1-minute load average is {one_min:.2f}; something else is running, "
+                "so these timings (multi-threaded ones above all) are not trustworthy")
+    try:
+        crate, peers, info = collect(args, benches)
+    except Failure as e:
+        log(f"[compare] ERROR: {e}")
+        return 2
+    meta["load_after"] = loadavg()
+    rows = build_rows(benches, args.thread_list, args.peer_list, crate, peers)
+    missing = [f"{r['shape']} {r['work']} t{r['threads']}" for r in rows if r["crate_median_s"] is None]
+    if missing:
+        log(f"[compare] WARNING: no crate result for {', '.join(missing)}")
+    md = markdown(rows, args.peer_list, meta, info)
+    print(md, end="")
+    if args.markdown_out:
+        with open(args.markdown_out, "w") as f:
+            f.write(md)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump({"meta": meta, "peer_info": info, "rows": rows, "crate_lines": crate, "peer_lines": peers},
+                      f, indent=1)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
