@@ -41,8 +41,10 @@
 
 pub mod error;
 pub mod forward;
+mod gemm;
 pub mod golden;
 pub mod reference;
+mod schedule;
 pub mod spec;
 pub mod tensors;
 pub mod weights;
