@@ -1,9 +1,8 @@
 //! Forward inference over a stack: inputs, states, the workspace, and the entry point.
 
 use crate::error::{Error, Result};
-use crate::reference;
+use crate::schedule::Schedule;
 use crate::spec::LstmSpec;
-use crate::weights::LstmWeights;
 
 /// The state `(c, h)` of one cell (layer and direction) for a whole batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +148,27 @@ pub struct Workspace {
     pub(crate) lengths: Vec<usize>,
     pub(crate) gates: Vec<f32>,
     pub(crate) cell_out: Vec<f32>,
+    pub(crate) fast: FastBuffers,
+}
+
+/// The buffers of the packed fast path, grown on first use to what the schedule needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FastBuffers {
+    pub sched: Schedule,
+    /// Gathered inputs of every real token, `[sum(len), in]`.
+    pub xg: Vec<f32>,
+    /// Input projections, `[sum(len), tiles*4U]`.
+    pub zx: Vec<f32>,
+    /// Packed outputs of alternate layers, `[sum(len), out]`.
+    pub pa: Vec<f32>,
+    pub pb: Vec<f32>,
+    /// The backward direction's outputs in its own order, `[sum(len), R]`.
+    pub bwd: Vec<f32>,
+    /// Cell state and kernel output `m` in schedule order, `[B, tiles*U]`.
+    pub c: Vec<f32>,
+    pub m: Vec<f32>,
+    /// Initial `h` in schedule order, `[B, R]`.
+    pub h0: Vec<f32>,
 }
 
 impl Workspace {
@@ -166,6 +186,7 @@ impl Workspace {
             lengths: Vec::new(),
             gates: Vec::new(),
             cell_out: Vec::new(),
+            fast: FastBuffers::default(),
         };
         ws.resize(batch, steps);
         ws
@@ -292,23 +313,4 @@ pub(crate) fn prepare(spec: &LstmSpec, input: &ForwardInput<'_>, ws: &mut Worksp
     }
     ws.state_batch = Some(b);
     Ok(())
-}
-
-/// Runs the stack forward for inference.
-///
-/// On success `ws.output()` holds the output and `ws.final_state()` the final state of
-/// every cell.
-///
-/// # Errors
-/// [`Error::Shape`] when `input.data` is not `[B, T, I]` (or `[T, B, I]`), `B` or `T` is
-/// zero, `sequence_length` is not `[B]`, the initial state does not have the spec's cells
-/// and shapes, or [`InitialState::Carry`] follows no pass of the same batch size;
-/// [`Error::Length`] when a length is outside `0..=T`; [`Error::Config`] when `weights`
-/// and `ws` were made for different specs.
-pub fn forward_inference(
-    weights: &LstmWeights,
-    input: &ForwardInput<'_>,
-    ws: &mut Workspace,
-) -> Result<()> {
-    reference::forward(weights, input, ws)
 }

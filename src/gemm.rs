@@ -26,15 +26,24 @@ pub(crate) fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "sgemm: c too small");
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "sgemm: c too small"
+    );
     if k == 0 {
         if !accumulate {
             c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
-    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "sgemm: a too small");
-    assert!(ldb >= n && b.len() >= (k - 1) * ldb + n, "sgemm: b too small");
+    assert!(
+        lda >= k && a.len() >= (m - 1) * lda + k,
+        "sgemm: a too small"
+    );
+    assert!(
+        ldb >= n && b.len() >= (k - 1) * ldb + n,
+        "sgemm: b too small"
+    );
     backend(threads, (m, n, k), a, lda, b, ldb, c, ldc, accumulate);
 }
 
@@ -130,7 +139,15 @@ mod tests {
     use super::*;
     use crate::weights::SplitMix64;
 
-    fn naive(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize) -> Vec<f64> {
+    fn naive(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+    ) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -145,7 +162,13 @@ mod tests {
     #[test]
     fn matches_a_naive_product_with_strides_and_accumulation() {
         let mut rng = SplitMix64::new(5);
-        for &(m, n, k) in &[(1, 1, 1), (1, 2048, 512), (7, 33, 17), (64, 96, 300), (100, 8, 3)] {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (1, 2048, 512),
+            (7, 33, 17),
+            (64, 96, 300),
+            (100, 8, 3),
+        ] {
             for threads in [1, 2] {
                 let (lda, ldb, ldc) = (k + 3, n + 1, n + 5);
                 let a = rng.uniform_vec(m * lda, -1.0, 1.0);
@@ -154,10 +177,24 @@ mod tests {
                 let want = naive(m, n, k, &a, lda, &b, ldb);
                 for accumulate in [false, true] {
                     let mut c = init.clone();
-                    sgemm(threads, (m, n, k), &a, lda, &b, ldb, &mut c, ldc, accumulate);
+                    sgemm(
+                        threads,
+                        (m, n, k),
+                        &a,
+                        lda,
+                        &b,
+                        ldb,
+                        &mut c,
+                        ldc,
+                        accumulate,
+                    );
                     for i in 0..m {
                         for j in 0..n {
-                            let base = if accumulate { f64::from(init[i * ldc + j]) } else { 0.0 };
+                            let base = if accumulate {
+                                f64::from(init[i * ldc + j])
+                            } else {
+                                0.0
+                            };
                             let w = base + want[i * n + j];
                             let got = f64::from(c[i * ldc + j]);
                             // f32 sums of k products of magnitude <= 1: k ulps of k is generous.

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::forward::{
-    forward_inference, CellState, ForwardInput, InitialState, LstmState, Workspace,
-};
+use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
+use crate::lstm::{Lstm, LstmOptions};
 use crate::spec::LstmSpec;
 use crate::tensors::Tensors;
 use crate::weights::{Convention, LstmWeights};
@@ -151,6 +150,15 @@ impl fmt::Display for PartReport {
             Outcome::Skip(reason) => write!(f, "SKIP {part} {name}: {reason}"),
         }
     }
+}
+
+/// Which implementation a case runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Engine {
+    /// The scalar reference ([`crate::reference::forward`]).
+    Reference,
+    /// [`Lstm`] with these options (ISA, threads).
+    Fast(LstmOptions),
 }
 
 /// The kinds of case.
@@ -348,15 +356,21 @@ impl GoldenCase {
         })
     }
 
-    /// Runs the crate on the case and reports each part.
+    /// Runs the crate's fast path (the CPU's best kernels, every core) on the case and
+    /// reports each part.
     pub fn check(&self) -> Vec<PartReport> {
+        self.check_with(Engine::Fast(LstmOptions::default()))
+    }
+
+    /// Runs the case on the given engine and reports each part.
+    pub fn check_with(&self, engine: Engine) -> Vec<PartReport> {
         let report = |part, outcome| PartReport {
             part,
             name: self.name.clone(),
             outcome,
         };
         let mut out = Vec::new();
-        match self.run_forward() {
+        match self.run_forward(engine) {
             Ok(run) => {
                 out.push(report(
                     Part::Forward,
@@ -451,7 +465,7 @@ impl GoldenCase {
     }
 
     /// Runs the forward pass and pairs each expected tensor name with what the crate got.
-    fn run_forward(&self) -> Result<ForwardRun> {
+    fn run_forward(&self, engine: Engine) -> Result<ForwardRun> {
         let spec = &self.spec;
         let weights = LstmWeights::from_tensors(spec, &self.tensors, self.convention)?;
         let (input, batch, steps, lm) = match self.kind {
@@ -499,7 +513,12 @@ impl GoldenCase {
             fi = fi.initial_state(InitialState::Given(s));
         }
         let mut ws = Workspace::new(spec, batch, steps);
-        forward_inference(&weights, &fi, &mut ws)?;
+        match engine {
+            Engine::Reference => crate::reference::forward(&weights, &fi, &mut ws)?,
+            Engine::Fast(options) => {
+                Lstm::with_options(weights, options)?.forward_inference(&fi, &mut ws)?
+            }
+        }
 
         let mut forward = Vec::new();
         if self.tensors.contains("expected/output") || self.kind == Kind::Lstm {

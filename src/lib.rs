@@ -10,24 +10,29 @@
 //! - [`LstmSpec`], the descriptor: sizes and cell options, validated once;
 //! - [`LstmWeights`], in the crate's own layout, imported from (and exported to)
 //!   TensorFlow, PyTorch, Keras and ONNX conventions, from slices or `.safetensors` files;
+//! - [`Lstm`], the weights repacked once for the CPU's best SIMD kernels (AVX-512,
+//!   AVX2+FMA, NEON or scalar, chosen at run time; `LSTM_KERNELS_ISA` forces one) and a
+//!   thread count; results are bitwise identical whatever the thread count;
 //! - [`Workspace`], every buffer a pass needs, owned by the caller so the hot loop does not
-//!   allocate; it holds the output and the final state after a pass;
-//! - [`forward_inference`], the entry point.
+//!   allocate; it holds the output and the final state after a pass.
+//!
+//! [`reference::forward`] is the plain scalar implementation of the same contract, kept as
+//! the oracle every fast path is tested against.
 //!
 //! # Example
 //! A two-layer stack of widths 256 and 128, as in the classic Penn Treebank model, over a
 //! batch of three sequences of lengths 5, 2 and 0:
 //! ```
-//! use lstm_kernels::{forward_inference, ForwardInput, InitialState, LstmSpec, LstmWeights, Workspace};
+//! use lstm_kernels::{ForwardInput, InitialState, Lstm, LstmSpec, LstmWeights, Workspace};
 //!
 //! let spec = LstmSpec::builder(200, &[256, 128]).forget_bias(0.0).build()?;
-//! let weights = LstmWeights::random_uniform(&spec, 0.1, 42);
+//! let lstm = Lstm::new(LstmWeights::random_uniform(&spec, 0.1, 42))?;
 //! let (batch, steps) = (3, 5);
 //! let input = vec![0.5_f32; batch * steps * 200];
 //! let lengths = [5, 2, 0];
 //!
 //! let mut ws = Workspace::new(&spec, batch, steps);
-//! forward_inference(&weights, &ForwardInput::new(&input, batch, steps).sequence_length(&lengths), &mut ws)?;
+//! lstm.forward_inference(&ForwardInput::new(&input, batch, steps).sequence_length(&lengths), &mut ws)?;
 //! assert_eq!(ws.output().len(), batch * steps * 128);
 //! // Past its length a sequence's output is zero; a length-0 sequence keeps its initial state.
 //! assert!(ws.output()[(1 * steps + 2) * 128..(1 * steps + 3) * 128].iter().all(|&v| v == 0.0));
@@ -35,14 +40,17 @@
 //!
 //! // Carry the state into the next call, without copying it out.
 //! let more = ForwardInput::new(&input, batch, steps).initial_state(InitialState::Carry);
-//! forward_inference(&weights, &more, &mut ws)?;
+//! lstm.forward_inference(&more, &mut ws)?;
 //! # Ok::<(), lstm_kernels::Error>(())
 //! ```
 
+mod barrier;
 pub mod error;
 pub mod forward;
 mod gemm;
 pub mod golden;
+mod lstm;
+mod packed;
 pub mod reference;
 mod schedule;
 pub mod spec;
@@ -50,7 +58,9 @@ pub mod tensors;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use forward::{forward_inference, CellState, ForwardInput, InitialState, LstmState, Workspace};
+pub use forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
+pub use lstm::{Lstm, LstmOptions};
+pub use lstm_kernels_simd::{available_isas, bounds, Isa};
 pub use spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
 pub use tensors::{Tensor, TensorData, Tensors};
 pub use weights::{

@@ -97,11 +97,12 @@ pub(crate) fn step(
     }
 }
 
-/// The reference forward pass; the contract of
-/// [`forward_inference`](crate::forward_inference), with the same errors.
+/// The reference forward pass: the contract of
+/// [`Lstm::forward_inference`](crate::Lstm::forward_inference), computed one sequence and
+/// one step at a time straight from the canonical weights.
 ///
 /// # Errors
-/// As [`forward_inference`](crate::forward_inference).
+/// As [`Lstm::forward_inference`](crate::Lstm::forward_inference).
 pub fn forward(weights: &LstmWeights, input: &ForwardInput<'_>, ws: &mut Workspace) -> Result<()> {
     let spec = weights.spec();
     prepare(spec, input, ws)?;

@@ -4,7 +4,7 @@ mod common;
 
 use lstm_kernels::golden::GoldenCase;
 use lstm_kernels::{
-    forward_inference, CellState, Convention, Error, ForwardInput, InitialState, LstmSpec,
+    CellState, Convention, Error, ForwardInput, InitialState, Lstm, LstmOptions, LstmSpec,
     LstmState, LstmWeights, Tensors, Workspace,
 };
 
@@ -14,10 +14,16 @@ fn setup() -> (LstmSpec, LstmWeights) {
     (spec, w)
 }
 
+/// The error of the fast path, checked to be the reference's too.
 fn forward_err(input: ForwardInput<'_>) -> Error {
     let (spec, w) = setup();
     let mut ws = Workspace::new(&spec, 2, 5);
-    forward_inference(&w, &input, &mut ws).unwrap_err()
+    let reference = lstm_kernels::reference::forward(&w, &input, &mut ws).unwrap_err();
+    let lstm = Lstm::new(w).unwrap();
+    let mut ws = Workspace::new(&spec, 2, 5);
+    let fast = lstm.forward_inference(&input, &mut ws).unwrap_err();
+    assert_eq!(fast, reference);
+    fast
 }
 
 fn assert_shape_err(e: &Error, tensor: &str, expected: &str, actual: &str) {
@@ -114,7 +120,10 @@ fn workspace_of_another_spec() {
     let other = LstmSpec::builder(3, &[5]).build().unwrap();
     let mut ws = Workspace::new(&other, 2, 5);
     let x = vec![0.0; 2 * 5 * 3];
-    let e = forward_inference(&w, &ForwardInput::new(&x, 2, 5), &mut ws).unwrap_err();
+    let e = Lstm::new(w)
+        .unwrap()
+        .forward_inference(&ForwardInput::new(&x, 2, 5), &mut ws)
+        .unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e:?}");
 }
 
@@ -183,6 +192,43 @@ fn unreadable_and_truncated_files() {
         "{e:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn zero_threads_or_a_missing_isa() {
+    let (_, w) = setup();
+    let e = Lstm::with_options(
+        w.clone(),
+        LstmOptions {
+            isa: None,
+            threads: Some(0),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::Config(m) if m.contains("threads")),
+        "{e:?}"
+    );
+    for isa in [
+        lstm_kernels::Isa::Avx512,
+        lstm_kernels::Isa::Avx2,
+        lstm_kernels::Isa::Neon,
+    ] {
+        if !lstm_kernels::available_isas().contains(&isa) {
+            let e = Lstm::with_options(
+                w.clone(),
+                LstmOptions {
+                    isa: Some(isa),
+                    threads: Some(1),
+                },
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&e, Error::Config(m) if m.contains(isa.name())),
+                "{e:?}"
+            );
+        }
+    }
 }
 
 fn golden_with(config: &str, tweak: impl FnOnce(&mut Tensors)) -> Error {

@@ -1,6 +1,8 @@
 //! The golden suite: every committed fixture, made by TensorFlow or PyTorch, checked on
 //! every test run, plus checks that the checker itself can fail.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use lstm_kernels::golden::{
@@ -40,6 +42,28 @@ fn every_committed_fixture_passes() {
         failures.join("\n")
     );
     println!("{summary}");
+}
+
+/// The same files on the reference and on every ISA of this CPU, 1 and 2 threads.
+#[test]
+fn every_fixture_passes_on_every_engine() {
+    let files = collect_files(&[fixtures()]).unwrap();
+    let mut failures = Vec::new();
+    for file in &files {
+        let case = GoldenCase::load(file).unwrap();
+        for engine in common::engines() {
+            for r in case.check_with(engine) {
+                if !matches!(r.outcome, Outcome::Pass { .. } | Outcome::Skip(_)) {
+                    failures.push(format!("{engine:?}: {r}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

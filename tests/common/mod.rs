@@ -1,12 +1,61 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use lstm_kernels::golden::Engine;
 use lstm_kernels::{
-    forward_inference, ForwardInput, InitialState, LstmSpec, LstmState, LstmWeights, SplitMix64,
-    Workspace,
+    ForwardInput, InitialState, Isa, Lstm, LstmOptions, LstmSpec, LstmState, LstmWeights,
+    SplitMix64, Workspace,
 };
 
-/// Runs the public forward pass and returns (output, final state).
+/// The scalar reference and, for every ISA this CPU has, the fast path on 1 and 2
+/// threads: every engine the tests hold to the same contract.
+pub fn engines() -> Vec<Engine> {
+    let mut out = vec![Engine::Reference];
+    for isa in lstm_kernels::available_isas() {
+        for threads in [1, 2] {
+            out.push(Engine::Fast(LstmOptions {
+                isa: Some(isa),
+                threads: Some(threads),
+            }));
+        }
+    }
+    out
+}
+
+/// The ISAs this CPU has (scalar always).
+pub fn isas() -> Vec<Isa> {
+    lstm_kernels::available_isas()
+}
+
+/// Runs `engine` and returns (output, final state).
+pub fn run_on(
+    engine: Engine,
+    weights: &LstmWeights,
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+    lengths: Option<&[i32]>,
+    init: Option<&LstmState>,
+) -> (Vec<f32>, LstmState) {
+    let mut ws = Workspace::new(weights.spec(), batch, steps);
+    let mut input = ForwardInput::new(x, batch, steps);
+    if let Some(l) = lengths {
+        input = input.sequence_length(l);
+    }
+    if let Some(s) = init {
+        input = input.initial_state(InitialState::Given(s));
+    }
+    match engine {
+        Engine::Reference => lstm_kernels::reference::forward(weights, &input, &mut ws),
+        Engine::Fast(o) => Lstm::with_options(weights.clone(), o)
+            .unwrap()
+            .forward_inference(&input, &mut ws),
+    }
+    .expect("forward");
+    (ws.output().to_vec(), ws.final_state().clone())
+}
+
+/// Runs the reference forward pass and returns (output, final state).
 pub fn run(
     weights: &LstmWeights,
     x: &[f32],
@@ -23,7 +72,7 @@ pub fn run(
     if let Some(s) = init {
         input = input.initial_state(InitialState::Given(s));
     }
-    forward_inference(weights, &input, &mut ws).expect("forward");
+    lstm_kernels::reference::forward(weights, &input, &mut ws).expect("forward");
     (ws.output().to_vec(), ws.final_state().clone())
 }
 

@@ -1,0 +1,128 @@
+//! NEON: 4 lanes in a `float32x4_t`.
+
+use std::arch::aarch64::*;
+
+use crate::cell::BackwardRaw;
+use crate::vector::Vector;
+
+// The methods hold no `unsafe` blocks of their own: each is one intrinsic
+// (or a few) whose only requirement, NEON (part of every aarch64 Linux
+// target) and, for load/store, pointers valid for 4 floats, is the trait's
+// documented contract.
+#[allow(unsafe_op_in_unsafe_fn)]
+impl Vector for float32x4_t {
+    const LANES: usize = 4;
+    type Mask = uint32x4_t;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        vdupq_n_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        vld1q_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        vst1q_f32(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        vaddq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        vsubq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        vmulq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        vdivq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        vfmaq_f32(c, a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        // FMAX propagates NaN from either operand: a superset of the
+        // trait's rule.
+        vmaxq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        vminq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        vabsq_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn xor_sign(self, sign_of: Self) -> Self {
+        let s = vandq_u32(vreinterpretq_u32_f32(sign_of), vdupq_n_u32(0x8000_0000));
+        vreinterpretq_f32_u32(veorq_u32(vreinterpretq_u32_f32(self), s))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        vrndnq_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        // Integral lanes: truncation is exact.
+        let e = vaddq_s32(vcvtq_s32_f32(self), vdupq_n_s32(127));
+        vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
+    }
+    #[inline(always)]
+    unsafe fn lt(self, o: Self) -> Self::Mask {
+        vcltq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn le(self, o: Self) -> Self::Mask {
+        vcleq_f32(self, o)
+    }
+    #[inline(always)]
+    unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self {
+        vbslq_f32(m, a, b)
+    }
+}
+
+/// Hidden units per tile: one `float32x4_t` per gate.
+pub(crate) const U: usize = 4;
+/// Rows per register block: 6 rows x 4 gates = 24 accumulators of the 32
+/// vector registers, 4 for the weights of one `kk`, the rest for broadcasts.
+pub(crate) const MR: usize = 6;
+
+crate::cell::step_kernel! {
+    /// # Safety
+    /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
+    #[target_feature(enable = "neon")]
+    fn step, float32x4_t, W = 4, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
+    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
+}
+
+/// # Safety
+/// `a` satisfies the [`BackwardRaw`] contract.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn backward(a: &BackwardRaw) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::cell::backward::<float32x4_t, 4>(a) }
+}
+
+/// # Safety
+/// `src` valid for `n` reads, `dst` for `n` writes (they may be equal).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::activations::map::<float32x4_t, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// As [`sigmoid`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::activations::map::<float32x4_t, { crate::activations::TANH }>(src, dst, n) }
+}

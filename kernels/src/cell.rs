@@ -1,0 +1,383 @@
+//! The fused LSTM kernels, written once over [`Vector`].
+//!
+//! Forward ([`block`], driven by [`step_kernel!`]): for a block of `R` rows
+//! and `T` tiles, the `R x T x 4U` gate sums live in registers for the
+//! whole `kk` loop, then the gate math and the cell update run on them in
+//! registers; only `c`, `m` (and optionally the activated gates) are stored.
+//!
+//! Determinism: every gate sum is one chain
+//! `acc = zx; for kk in 0..K { acc = fma(h[kk], w[kk], acc) }`, whatever the
+//! block shape, the number of rows or the tile range. The block shape only
+//! decides how many such chains run side by side, never their order, so a
+//! result does not depend on how rows or tiles are split between calls or
+//! threads, nor on the ISA (the scalar oracle runs the same chain).
+
+use std::ops::Range;
+use std::ptr::NonNull;
+
+use crate::activations::{sigmoid, tanh};
+use crate::vector::Vector;
+
+/// Cell options of a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepParams {
+    /// Added to the forget gate's pre-activation (TensorFlow's
+    /// `forget_bias`; 0 for PyTorch).
+    pub forget_bias: f32,
+    /// Clamp the new cell state to `[-clip, clip]`; `clip` must be `>= 0`.
+    pub cell_clip: Option<f32>,
+}
+
+impl Default for StepParams {
+    fn default() -> Self {
+        StepParams {
+            forget_bias: 0.0,
+            cell_clip: None,
+        }
+    }
+}
+
+impl StepParams {
+    /// The clip as the kernels use it: +inf when off.
+    pub(crate) fn clip_value(&self) -> f32 {
+        match self.cell_clip {
+            Some(c) => {
+                assert!(c >= 0.0, "cell_clip must be >= 0 (got {c})");
+                c
+            }
+            None => f32::INFINITY,
+        }
+    }
+}
+
+/// Raw arguments of one forward step, for callers that split the tiles of
+/// one step between threads (each thread writes only the columns of its
+/// tiles of `c`, `h_out` and `gates`, which safe `&mut` slices cannot say).
+///
+/// Layouts, with `U` = [`crate::Kernels::unit_tile`] and `tiles` the total
+/// tile count of the layer:
+/// - `h_prev`: `rows x k`, row stride `ld_h_prev >= k`;
+/// - `w`: the output of [`crate::pack_recurrent`] for this `U` and `k`;
+///   tile `t`'s panel starts at `t * k * 4U`;
+/// - `zx`, `gates`: `rows x tiles*4U` in tile order (strides `ld_zx`,
+///   `ld_gates`); `gates` receives `i, g, f, o` activated;
+/// - `peep`: the output of [`crate::pack_peepholes`] (`tiles * 3U`);
+/// - `c` (in: `c_prev`, out: new `c`) and `h_out`: `rows x tiles*U`.
+///
+/// The kernel reads and writes whole tiles, padding units included.
+#[derive(Clone, Debug)]
+pub struct StepRaw {
+    pub rows: usize,
+    pub k: usize,
+    pub h_prev: *const f32,
+    pub ld_h_prev: usize,
+    pub w: *const f32,
+    pub zx: *const f32,
+    pub ld_zx: usize,
+    pub peep: Option<NonNull<f32>>,
+    pub c: *mut f32,
+    pub ld_c: usize,
+    pub h_out: *mut f32,
+    pub ld_h_out: usize,
+    pub gates: Option<NonNull<f32>>,
+    pub ld_gates: usize,
+    pub tiles: Range<usize>,
+    pub forget_bias: f32,
+    /// `+inf` for no clip. Must not be NaN or negative.
+    pub cell_clip: f32,
+}
+
+/// Raw arguments of one backward step (see [`crate::Kernels::backward_tiles`]
+/// for the meaning); the layouts are those of [`StepRaw`]: `gates` and `dz`
+/// are `rows x tiles*4U`, `c_prev`, `dh`, `dc` are `rows x tiles*U`,
+/// `peep` and `dpeep` are `tiles * 3U`.
+#[derive(Clone, Debug)]
+pub struct BackwardRaw {
+    pub rows: usize,
+    pub gates: *const f32,
+    pub ld_gates: usize,
+    pub c_prev: *const f32,
+    pub ld_c_prev: usize,
+    pub dh: *const f32,
+    pub ld_dh: usize,
+    pub dc: *mut f32,
+    pub ld_dc: usize,
+    pub dz: *mut f32,
+    pub ld_dz: usize,
+    pub peep: Option<NonNull<f32>>,
+    pub dpeep: Option<NonNull<f32>>,
+    pub tiles: Range<usize>,
+    pub cell_clip: f32,
+}
+
+// SAFETY: the structs are plain descriptions of memory; nothing is read or
+// written through them except by `Kernels::step_tiles_raw` /
+// `backward_tiles_raw`, whose callers promise (in their `# Safety`) that
+// concurrent calls touch disjoint tiles. Sending them to worker threads is
+// how those calls are meant to be made.
+unsafe impl Send for StepRaw {}
+// SAFETY: as for `Send`: shared references only allow reading the fields.
+unsafe impl Sync for StepRaw {}
+// SAFETY: as for `StepRaw`.
+unsafe impl Send for BackwardRaw {}
+// SAFETY: as for `StepRaw`.
+unsafe impl Sync for BackwardRaw {}
+
+/// `R` rows from `r0`, `T` tiles from `t0`: the register-blocked gate sums,
+/// then the fused epilogue. `W` = vectors per panel row = `4U / LANES`.
+///
+/// # Safety
+/// The [`Vector`] contract, `a` satisfies the [`StepRaw`] contract,
+/// `r0 + R <= a.rows` and `t0 + T <= a.tiles.end`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices address several arrays at once
+pub(crate) unsafe fn block<V: Vector, const W: usize, const R: usize, const T: usize>(
+    a: &StepRaw,
+    r0: usize,
+    t0: usize,
+) {
+    let l = V::LANES;
+    let u4 = W * l;
+    let u = u4 / 4;
+    let nv = W / 4;
+    // SAFETY: every offset below is inside the ranges the `StepRaw`
+    // contract describes: rows r0..r0+R < rows, tiles t0..t0+T within the
+    // layer, kk < k, and in-tile offsets below 4U (zx, w, gates) or U (c,
+    // h_out) or 3U (peep).
+    unsafe {
+        let mut acc = [[[V::splat(0.0); W]; T]; R];
+        let mut wp = [a.w; T];
+        for t in 0..T {
+            wp[t] = a.w.add((t0 + t) * a.k * u4);
+            for r in 0..R {
+                let z = a.zx.add((r0 + r) * a.ld_zx + (t0 + t) * u4);
+                for j in 0..W {
+                    acc[r][t][j] = V::load(z.add(j * l));
+                }
+            }
+        }
+        let mut hp = [a.h_prev; R];
+        for (r, p) in hp.iter_mut().enumerate() {
+            *p = a.h_prev.add((r0 + r) * a.ld_h_prev);
+        }
+        for kk in 0..a.k {
+            let mut w = [[V::splat(0.0); W]; T];
+            for t in 0..T {
+                for j in 0..W {
+                    w[t][j] = V::load(wp[t].add(kk * u4 + j * l));
+                }
+            }
+            for r in 0..R {
+                let hb = V::splat(*hp[r].add(kk));
+                for t in 0..T {
+                    for j in 0..W {
+                        acc[r][t][j] = V::fma(hb, w[t][j], acc[r][t][j]);
+                    }
+                }
+            }
+        }
+
+        let fb = V::splat(a.forget_bias);
+        let clip = V::splat(a.cell_clip);
+        let neg_clip = V::splat(-a.cell_clip);
+        let do_clip = a.cell_clip != f32::INFINITY;
+        for r in 0..R {
+            let row = r0 + r;
+            for t in 0..T {
+                let tile = t0 + t;
+                for v in 0..nv {
+                    let unit = tile * u + v * l;
+                    let cp = a.c.add(row * a.ld_c + unit);
+                    let c_prev = V::load(cp);
+                    let mut zi = acc[r][t][v];
+                    let zj = acc[r][t][nv + v];
+                    let mut zf = acc[r][t][2 * nv + v].add(fb);
+                    let mut zo = acc[r][t][3 * nv + v];
+                    let peep = a.peep.map(|p| p.as_ptr().add(tile * 3 * u + v * l));
+                    if let Some(p) = peep {
+                        zi = V::fma(V::load(p), c_prev, zi);
+                        zf = V::fma(V::load(p.add(u)), c_prev, zf);
+                    }
+                    let i = sigmoid(zi);
+                    let g = tanh(zj);
+                    let f = sigmoid(zf);
+                    let mut c = V::fma(f, c_prev, i.mul(g));
+                    if do_clip {
+                        c = clip.min(neg_clip.max(c));
+                    }
+                    if let Some(p) = peep {
+                        zo = V::fma(V::load(p.add(2 * u)), c, zo);
+                    }
+                    let o = sigmoid(zo);
+                    let m = o.mul(tanh(c));
+                    c.store(cp);
+                    m.store(a.h_out.add(row * a.ld_h_out + unit));
+                    if let Some(gp) = a.gates {
+                        let gp = gp.as_ptr().add(row * a.ld_gates + tile * u4 + v * l);
+                        i.store(gp);
+                        g.store(gp.add(u));
+                        f.store(gp.add(2 * u));
+                        o.store(gp.add(3 * u));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Defines an ISA's forward step entry point: the loops around [`block`].
+///
+/// Tiles are the outer loop, so one tile's panel (`k x 4U`) is reused from
+/// cache by every row block. Rows go in blocks of `MR`; the `rows % MR`
+/// remainder rows are done `T` tiles at a time (`group = [R => T]`, 1 when
+/// not listed), which keeps enough independent chains in flight when few
+/// rows are left, e.g. the batch-1 matrix-vector case streams `T` panels
+/// side by side. `blocks` lists every `(R, T)` the loops can ask for.
+macro_rules! step_kernel {
+    (
+        $(#[$attr:meta])*
+        fn $name:ident, $V:ty, W = $W:literal, MR = $MR:literal,
+        group = [$($gr:literal => $gt:literal),*],
+        blocks = [$(($br:literal, $bt:literal)),*]
+    ) => {
+        $(#[$attr])*
+        pub(crate) unsafe fn $name(a: &$crate::cell::StepRaw) {
+            #[inline(always)]
+            unsafe fn run(a: &$crate::cell::StepRaw, r0: usize, r: usize, t0: usize, t: usize) {
+                // SAFETY: forwarded from the entry point's contract; the
+                // driver below keeps r0 + r <= rows and t0 + t <= tiles.end.
+                unsafe {
+                    match (r, t) {
+                        $(($br, $bt) => $crate::cell::block::<$V, $W, $br, $bt>(a, r0, t0),)*
+                        _ => unreachable!("no block for {} rows x {} tiles", r, t),
+                    }
+                }
+            }
+            let rem = a.rows % $MR;
+            let full = a.rows - rem;
+            #[allow(clippy::match_single_binding)]
+            let group: usize = match rem {
+                $($gr => $gt,)*
+                _ => 1,
+            };
+            let mut t0 = a.tiles.start;
+            while t0 < a.tiles.end {
+                let g = if t0 + group <= a.tiles.end { group } else { 1 };
+                // SAFETY: r0 + MR <= full <= rows, t0 + g <= tiles.end.
+                unsafe {
+                    for t in t0..t0 + g {
+                        let mut r0 = 0;
+                        while r0 < full {
+                            run(a, r0, $MR, t, 1);
+                            r0 += $MR;
+                        }
+                    }
+                    if rem > 0 {
+                        run(a, full, rem, t0, g);
+                    }
+                }
+                t0 += g;
+            }
+        }
+    };
+}
+pub(crate) use step_kernel;
+
+/// The fused elementwise backward of one step over `a.tiles`, all rows.
+///
+/// Recomputes the unclipped cell `c_u = f c_prev + i g` with the forward's
+/// exact operations (same bits), so the clip mask and `tanh(c)` need no
+/// extra saved state.
+///
+/// # Safety
+/// The [`Vector`] contract and the [`BackwardRaw`] contract.
+#[inline(always)]
+pub(crate) unsafe fn backward<V: Vector, const W: usize>(a: &BackwardRaw) {
+    let l = V::LANES;
+    let u4 = W * l;
+    let u = u4 / 4;
+    let nv = W / 4;
+    // SAFETY: offsets stay inside the layouts of the `BackwardRaw`
+    // contract: rows < a.rows, tiles within a.tiles, in-tile offsets below
+    // 4U, U or 3U as for the forward.
+    unsafe {
+        let one = V::splat(1.0);
+        let zero = V::splat(0.0);
+        let clip = V::splat(a.cell_clip);
+        let neg_clip = V::splat(-a.cell_clip);
+        let do_clip = a.cell_clip != f32::INFINITY;
+        for tile in a.tiles.clone() {
+            for v in 0..nv {
+                let unit = tile * u + v * l;
+                let pofs = tile * 3 * u + v * l;
+                let (pi, pf, po) = match a.peep {
+                    Some(p) => {
+                        let p = p.as_ptr().add(pofs);
+                        (V::load(p), V::load(p.add(u)), V::load(p.add(2 * u)))
+                    }
+                    None => (zero, zero, zero),
+                };
+                let (mut dpi, mut dpf, mut dpo) = match a.dpeep {
+                    Some(p) => {
+                        let p = p.as_ptr().add(pofs);
+                        (V::load(p), V::load(p.add(u)), V::load(p.add(2 * u)))
+                    }
+                    None => (zero, zero, zero),
+                };
+                for row in 0..a.rows {
+                    let gp = a.gates.add(row * a.ld_gates + tile * u4 + v * l);
+                    let i = V::load(gp);
+                    let g = V::load(gp.add(u));
+                    let f = V::load(gp.add(2 * u));
+                    let o = V::load(gp.add(3 * u));
+                    let c_prev = V::load(a.c_prev.add(row * a.ld_c_prev + unit));
+                    let dm = V::load(a.dh.add(row * a.ld_dh + unit));
+                    let dcp = a.dc.add(row * a.ld_dc + unit);
+                    let dc_next = V::load(dcp);
+
+                    let cu = V::fma(f, c_prev, i.mul(g));
+                    let c = if do_clip {
+                        clip.min(neg_clip.max(cu))
+                    } else {
+                        cu
+                    };
+                    let th = tanh(c);
+                    // d(sigmoid) = s (1 - s), d(tanh) = 1 - t^2.
+                    let da_o = dm.mul(th).mul(o.mul(one.sub(o)));
+                    let mut dc = V::fma(dm.mul(o), one.sub(th.mul(th)), dc_next);
+                    if a.peep.is_some() {
+                        dc = V::fma(da_o, po, dc);
+                    }
+                    if do_clip {
+                        // The clamp passes the gradient where it did not
+                        // bite, bounds included; NaN compares false.
+                        dc = V::select(cu.abs().le(clip), dc, zero);
+                    }
+                    let da_i = dc.mul(g).mul(i.mul(one.sub(i)));
+                    let dz_j = dc.mul(i).mul(one.sub(g.mul(g)));
+                    let da_f = dc.mul(c_prev).mul(f.mul(one.sub(f)));
+                    let mut dc_prev = dc.mul(f);
+                    if a.peep.is_some() {
+                        dc_prev = V::fma(da_i, pi, dc_prev);
+                        dc_prev = V::fma(da_f, pf, dc_prev);
+                    }
+                    let dzp = a.dz.add(row * a.ld_dz + tile * u4 + v * l);
+                    da_i.store(dzp);
+                    dz_j.store(dzp.add(u));
+                    da_f.store(dzp.add(2 * u));
+                    da_o.store(dzp.add(3 * u));
+                    dc_prev.store(dcp);
+                    dpi = V::fma(da_i, c_prev, dpi);
+                    dpf = V::fma(da_f, c_prev, dpf);
+                    dpo = V::fma(da_o, c, dpo);
+                }
+                if let Some(p) = a.dpeep {
+                    let p = p.as_ptr().add(pofs);
+                    dpi.store(p);
+                    dpf.store(p.add(u));
+                    dpo.store(p.add(2 * u));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Picks the ISA once at run time and hands out safe entry points.
+
+use std::fmt;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use crate::cell::{BackwardRaw, StepParams, StepRaw};
+use crate::pack::{packed_recurrent_len, padded, tiles};
+
+/// Name of the environment variable that forces an ISA.
+pub const ISA_ENV: &str = "LSTM_KERNELS_ISA";
+
+/// An instruction set the kernels are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable one-lane code; always available.
+    Scalar,
+    /// x86_64 AVX2 + FMA.
+    Avx2,
+    /// x86_64 AVX-512F.
+    Avx512,
+    /// aarch64 NEON.
+    Neon,
+}
+
+impl Isa {
+    /// Every ISA, in order of preference when several are available.
+    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar];
+
+    /// The lowercase name used by `LSTM_KERNELS_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Parses a name as `LSTM_KERNELS_ISA` accepts it (case-insensitive).
+    pub fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this build and this CPU can run the ISA.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The ISAs this build can run on this CPU, best first; always ends with
+/// [`Isa::Scalar`].
+pub fn available_isas() -> Vec<Isa> {
+    Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+}
+
+/// Why [`Kernels::try_detect`] could not honour `LSTM_KERNELS_ISA`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DetectError {
+    /// The variable names no ISA.
+    UnknownIsa(String),
+    /// The named ISA is not supported by this build or CPU.
+    Unavailable(Isa),
+}
+
+impl fmt::Display for DetectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DetectError::UnknownIsa(s) => write!(
+                f,
+                "{ISA_ENV}={s:?} names no ISA (expected one of scalar, avx2, avx512, neon, or auto)"
+            ),
+            DetectError::Unavailable(isa) => write!(
+                f,
+                "{ISA_ENV}={isa} was requested but this CPU or build lacks it (available: {})",
+                available_isas()
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DetectError {}
+
+/// Resolves a value of `LSTM_KERNELS_ISA` (`None`, empty or `auto`: the
+/// best available ISA).
+pub fn resolve_isa(forced: Option<&str>) -> Result<Isa, DetectError> {
+    match forced.map(str::trim) {
+        None | Some("") => Ok(available_isas()[0]),
+        Some(s) if s.eq_ignore_ascii_case("auto") => Ok(available_isas()[0]),
+        Some(s) => {
+            let isa = Isa::from_name(s).ok_or_else(|| DetectError::UnknownIsa(s.to_string()))?;
+            if isa.is_available() {
+                Ok(isa)
+            } else {
+                Err(DetectError::Unavailable(isa))
+            }
+        }
+    }
+}
+
+type StepFn = unsafe fn(&StepRaw);
+type BackwardFn = unsafe fn(&BackwardRaw);
+type MapFn = unsafe fn(*const f32, *mut f32, usize);
+
+/// The kernels of one ISA: its tile shape and its entry points.
+///
+/// Cheap to copy. Obtain one with [`Kernels::detect`] (cached, honours
+/// `LSTM_KERNELS_ISA`) or [`Kernels::for_isa`].
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    isa: Isa,
+    u: usize,
+    mr: usize,
+    step: StepFn,
+    backward: BackwardFn,
+    sigmoid: MapFn,
+    tanh: MapFn,
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels")
+            .field("isa", &self.isa)
+            .field("unit_tile", &self.u)
+            .field("mr", &self.mr)
+            .finish()
+    }
+}
+
+static DETECTED: OnceLock<Result<Kernels, DetectError>> = OnceLock::new();
+
+impl Kernels {
+    /// The kernels for `isa`, or `None` when this build or CPU lacks it.
+    pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        if !isa.is_available() {
+            return None;
+        }
+        match isa {
+            Isa::Scalar => Some(Kernels {
+                isa,
+                u: crate::scalar::U,
+                mr: crate::scalar::MR,
+                step: crate::scalar::step,
+                backward: crate::scalar::backward,
+                sigmoid: crate::scalar::sigmoid,
+                tanh: crate::scalar::tanh,
+            }),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                use crate::x86_64::avx2 as m;
+                Some(Kernels {
+                    isa,
+                    u: m::U,
+                    mr: m::MR,
+                    step: m::step,
+                    backward: m::backward,
+                    sigmoid: m::sigmoid,
+                    tanh: m::tanh,
+                })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                use crate::x86_64::avx512 as m;
+                Some(Kernels {
+                    isa,
+                    u: m::U,
+                    mr: m::MR,
+                    step: m::step,
+                    backward: m::backward,
+                    sigmoid: m::sigmoid,
+                    tanh: m::tanh,
+                })
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                use crate::aarch64::neon as m;
+                Some(Kernels {
+                    isa,
+                    u: m::U,
+                    mr: m::MR,
+                    step: m::step,
+                    backward: m::backward,
+                    sigmoid: m::sigmoid,
+                    tanh: m::tanh,
+                })
+            }
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The best ISA of this CPU, or the one `LSTM_KERNELS_ISA` names;
+    /// decided once per process.
+    ///
+    /// # Panics
+    /// When `LSTM_KERNELS_ISA` names an unknown ISA or one this CPU lacks:
+    /// a forced choice that silently fell back would make benchmarks and CI
+    /// matrices lie. Use [`Kernels::try_detect`] to handle it instead.
+    pub fn detect() -> Kernels {
+        match Kernels::try_detect() {
+            Ok(k) => k,
+            Err(e) => panic!("lstm-kernels-simd: {e}"),
+        }
+    }
+
+    /// [`Kernels::detect`] without the panic.
+    pub fn try_detect() -> Result<Kernels, DetectError> {
+        DETECTED
+            .get_or_init(|| {
+                let forced = std::env::var(ISA_ENV).ok();
+                let isa = resolve_isa(forced.as_deref())?;
+                Ok(Kernels::for_isa(isa).expect("resolve_isa returns available ISAs"))
+            })
+            .clone()
+    }
+
+    /// The ISA these kernels run.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `U`: hidden units per tile, the packing granule of this ISA.
+    pub fn unit_tile(&self) -> usize {
+        self.u
+    }
+
+    /// Rows per register block of the step kernel (informative: any row
+    /// count works, and the results do not depend on it).
+    pub fn mr(&self) -> usize {
+        self.mr
+    }
+
+    /// Number of tiles of a layer of `h` units.
+    pub fn tiles(&self, h: usize) -> usize {
+        tiles(h, self.u)
+    }
+
+    /// `h` padded to whole tiles: the row stride of `c` and `h_out`.
+    pub fn padded(&self, h: usize) -> usize {
+        padded(h, self.u)
+    }
+
+    /// [`crate::pack_recurrent`] with this ISA's tile.
+    pub fn pack_recurrent(&self, w_h: &[f32], k: usize, h: usize) -> Vec<f32> {
+        crate::pack::pack_recurrent(w_h, k, h, self.u)
+    }
+
+    /// `dst[i] = sigmoid(src[i])`, any length.
+    pub fn sigmoid_slice(&self, src: &[f32], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "sigmoid_slice: length mismatch");
+        // SAFETY: `self` was built by `for_isa`, which checked the CPU; the
+        // slices hold `len` elements each.
+        unsafe { (self.sigmoid)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
+    }
+
+    /// `tanh` of every element of `src` into `dst`, any length.
+    pub fn tanh_slice(&self, src: &[f32], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "tanh_slice: length mismatch");
+        // SAFETY: as in `sigmoid_slice`.
+        unsafe { (self.tanh)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
+    }
+
+    /// Sigmoid in place.
+    pub fn sigmoid_inplace(&self, x: &mut [f32]) {
+        // SAFETY: as in `sigmoid_slice`; the kernel reads each element
+        // before writing it, so `src == dst` is fine.
+        unsafe { (self.sigmoid)(x.as_ptr(), x.as_mut_ptr(), x.len()) }
+    }
+
+    /// Tanh in place.
+    pub fn tanh_inplace(&self, x: &mut [f32]) {
+        // SAFETY: as in `sigmoid_inplace`.
+        unsafe { (self.tanh)(x.as_ptr(), x.as_mut_ptr(), x.len()) }
+    }
+
+    /// One recurrent step for the tiles `tile_range` of a layer of `h`
+    /// units and recurrent width `k`, rows `0..rows`:
+    ///
+    /// `z = zx + h_prev W_h`; `i = σ(z_i + w_i c)`, `g = tanh(z_j)`,
+    /// `f = σ(z_f + forget_bias + w_f c)`, `c' = f c + i g` (clipped),
+    /// `o = σ(z_o + w_o c')`, `m = o tanh(c')`.
+    ///
+    /// - `h_prev`: `rows x k` (row stride `k`);
+    /// - `w_packed`: [`crate::pack_recurrent`] of `W_h` (`[k, 4h]`) for
+    ///   this ISA's `U`;
+    /// - `zx`: `rows x tiles*4U`, input projection plus bias in tile order;
+    /// - `peep`: [`crate::pack_peepholes`] output, or `None`;
+    /// - `c`: `rows x tiles*U`, `c_prev` in, new `c` out;
+    /// - `h_out`: `rows x tiles*U`, receives `m`;
+    /// - `save_gates`: `rows x tiles*4U`, receives `i, g, f, o` (for
+    ///   [`Kernels::backward_tiles`]).
+    ///
+    /// Only the columns of the tiles in `tile_range` are read from `zx`,
+    /// `c` and written in `c`, `h_out`, `save_gates`. Buffers may be longer
+    /// than needed. Results are bitwise independent of `rows`, of how
+    /// `tile_range` splits the layer, and of the ISA.
+    ///
+    /// # Panics
+    /// When a slice is too short, `tile_range` exceeds the layer, or
+    /// `cell_clip` is negative or NaN.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_tiles(
+        &self,
+        rows: usize,
+        k: usize,
+        h: usize,
+        h_prev: &[f32],
+        w_packed: &[f32],
+        zx: &[f32],
+        peep: Option<&[f32]>,
+        c: &mut [f32],
+        h_out: &mut [f32],
+        tile_range: Range<usize>,
+        params: &StepParams,
+        save_gates: Option<&mut [f32]>,
+    ) {
+        let u = self.u;
+        let nt = tiles(h, u);
+        let cell_clip = params.clip_value();
+        assert!(
+            tile_range.start <= tile_range.end && tile_range.end <= nt,
+            "tile_range {tile_range:?} outside 0..{nt}"
+        );
+        assert!(h_prev.len() >= rows * k, "h_prev shorter than rows*k");
+        assert_eq!(
+            w_packed.len(),
+            packed_recurrent_len(k, h, u),
+            "w_packed is not pack_recurrent(k={k}, h={h}, u={u})"
+        );
+        let w4 = nt * 4 * u;
+        let w1 = nt * u;
+        assert!(zx.len() >= rows * w4, "zx shorter than rows*tiles*4U");
+        assert!(c.len() >= rows * w1, "c shorter than rows*tiles*U");
+        assert!(h_out.len() >= rows * w1, "h_out shorter than rows*tiles*U");
+        if let Some(p) = peep {
+            assert_eq!(p.len(), nt * 3 * u, "peep is not tiles*3U");
+        }
+        if let Some(g) = save_gates.as_deref() {
+            assert!(
+                g.len() >= rows * w4,
+                "save_gates shorter than rows*tiles*4U"
+            );
+        }
+        if rows == 0 || tile_range.is_empty() {
+            return;
+        }
+        let raw = StepRaw {
+            rows,
+            k,
+            h_prev: h_prev.as_ptr(),
+            ld_h_prev: k,
+            w: w_packed.as_ptr(),
+            zx: zx.as_ptr(),
+            ld_zx: w4,
+            peep: peep.map(|p| NonNull::from(p).cast()),
+            c: c.as_mut_ptr(),
+            ld_c: w1,
+            h_out: h_out.as_mut_ptr(),
+            ld_h_out: w1,
+            gates: save_gates.map(|g| NonNull::from(g).cast()),
+            ld_gates: w4,
+            tiles: tile_range,
+            forget_bias: params.forget_bias,
+            cell_clip,
+        };
+        // SAFETY: the lengths checked above cover every offset the kernel
+        // touches (rows x the layer's full tile width, tiles below nt, k
+        // panel rows); the borrows make the outputs exclusive and distinct
+        // from the inputs; `self` came from `for_isa`.
+        unsafe { (self.step)(&raw) }
+    }
+
+    /// [`Kernels::step_tiles`] on raw pointers, with explicit strides: for
+    /// threads that each own a slice of the tiles of the same step.
+    ///
+    /// # Safety
+    /// - every pointer is valid for the whole region its layout in
+    ///   [`StepRaw`] describes for `rows` rows, the layer's full tile width,
+    ///   `k` panel rows, and the tiles `a.tiles`;
+    /// - for the duration of the call, nothing else reads or writes the
+    ///   columns of `a.tiles` in `c`, `h_out` and `gates`, and no output
+    ///   region overlaps an input (`h_prev`, `w`, `zx`, `peep`);
+    /// - `a.cell_clip` is `>= 0` (`+inf` for none) and not NaN.
+    pub unsafe fn step_tiles_raw(&self, a: &StepRaw) {
+        if a.rows == 0 || a.tiles.is_empty() {
+            return;
+        }
+        // SAFETY: the caller's contract is the kernel's; `self` came from
+        // `for_isa`.
+        unsafe { (self.step)(a) }
+    }
+
+    /// The fused elementwise backward of one step, tiles `tile_range`,
+    /// rows `0..rows`, for a layer of `h` units.
+    ///
+    /// Inputs: `gates` (`rows x tiles*4U`, as saved by
+    /// [`Kernels::step_tiles`]), `c_prev` (the step's input cell,
+    /// `rows x tiles*U`), `dh` (gradient into `m`, `rows x tiles*U`), `dc`
+    /// (in: gradient into this step's `c` from the next step). Outputs:
+    /// `dz` (`rows x tiles*4U`, gradient of the four gate pre-activations
+    /// `z`, tile order; also the gradient of `zx` and of the bias), `dc`
+    /// (out: gradient into `c_prev`), and with peepholes, `dpeep`
+    /// (`tiles*3U`, the peephole gradients summed over the rows, *added*
+    /// to its contents).
+    ///
+    /// The clipped cell passes gradient only where the unclipped cell was
+    /// within `[-clip, clip]` (bounds included).
+    ///
+    /// # Panics
+    /// On short slices, a bad `tile_range`, `dpeep` without `peep`, or a
+    /// negative or NaN `cell_clip`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_tiles(
+        &self,
+        rows: usize,
+        h: usize,
+        gates: &[f32],
+        c_prev: &[f32],
+        dh: &[f32],
+        dc: &mut [f32],
+        dz: &mut [f32],
+        peep: Option<&[f32]>,
+        dpeep: Option<&mut [f32]>,
+        tile_range: Range<usize>,
+        params: &StepParams,
+    ) {
+        let u = self.u;
+        let nt = tiles(h, u);
+        let cell_clip = params.clip_value();
+        assert!(
+            tile_range.start <= tile_range.end && tile_range.end <= nt,
+            "tile_range {tile_range:?} outside 0..{nt}"
+        );
+        let w4 = nt * 4 * u;
+        let w1 = nt * u;
+        assert!(gates.len() >= rows * w4, "gates shorter than rows*tiles*4U");
+        assert!(dz.len() >= rows * w4, "dz shorter than rows*tiles*4U");
+        assert!(
+            c_prev.len() >= rows * w1,
+            "c_prev shorter than rows*tiles*U"
+        );
+        assert!(dh.len() >= rows * w1, "dh shorter than rows*tiles*U");
+        assert!(dc.len() >= rows * w1, "dc shorter than rows*tiles*U");
+        if let Some(p) = peep {
+            assert_eq!(p.len(), nt * 3 * u, "peep is not tiles*3U");
+        }
+        if let Some(p) = dpeep.as_deref() {
+            assert!(peep.is_some(), "dpeep without peep");
+            assert_eq!(p.len(), nt * 3 * u, "dpeep is not tiles*3U");
+        }
+        if rows == 0 || tile_range.is_empty() {
+            return;
+        }
+        let raw = BackwardRaw {
+            rows,
+            gates: gates.as_ptr(),
+            ld_gates: w4,
+            c_prev: c_prev.as_ptr(),
+            ld_c_prev: w1,
+            dh: dh.as_ptr(),
+            ld_dh: w1,
+            dc: dc.as_mut_ptr(),
+            ld_dc: w1,
+            dz: dz.as_mut_ptr(),
+            ld_dz: w4,
+            peep: peep.map(|p| NonNull::from(p).cast()),
+            dpeep: dpeep.map(|p| NonNull::from(p).cast()),
+            tiles: tile_range,
+            cell_clip,
+        };
+        // SAFETY: the checked lengths cover every offset; borrows make the
+        // outputs exclusive; `self` came from `for_isa`.
+        unsafe { (self.backward)(&raw) }
+    }
+
+    /// [`Kernels::backward_tiles`] on raw pointers with explicit strides.
+    ///
+    /// # Safety
+    /// As [`Kernels::step_tiles_raw`], for the layouts of [`BackwardRaw`]:
+    /// valid regions, the columns of `a.tiles` in `dc`, `dz` and `dpeep`
+    /// written by nobody else meanwhile, outputs disjoint from inputs,
+    /// `a.cell_clip >= 0` and not NaN.
+    pub unsafe fn backward_tiles_raw(&self, a: &BackwardRaw) {
+        if a.rows == 0 || a.tiles.is_empty() {
+            return;
+        }
+        // SAFETY: the caller's contract is the kernel's.
+        unsafe { (self.backward)(a) }
+    }
+}

@@ -1,0 +1,129 @@
+//! AVX2 + FMA: 8 lanes in a `__m256`.
+
+use std::arch::x86_64::*;
+
+use crate::cell::BackwardRaw;
+use crate::vector::Vector;
+
+// The methods hold no `unsafe` blocks of their own: each is one intrinsic
+// whose only requirement, AVX2 + FMA on this CPU (and, for load/store,
+// pointers valid for 8 floats), is the trait's documented contract.
+#[allow(unsafe_op_in_unsafe_fn)]
+impl Vector for __m256 {
+    const LANES: usize = 8;
+    type Mask = __m256;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        _mm256_add_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        _mm256_sub_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        _mm256_mul_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        _mm256_div_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        _mm256_max_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        _mm256_min_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        _mm256_andnot_ps(_mm256_set1_ps(-0.0), self)
+    }
+    #[inline(always)]
+    unsafe fn xor_sign(self, sign_of: Self) -> Self {
+        _mm256_xor_ps(self, _mm256_and_ps(sign_of, _mm256_set1_ps(-0.0)))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        // The lanes hold integers, so the conversion is exact whatever the
+        // MXCSR rounding mode.
+        let n = _mm256_cvtps_epi32(self);
+        let e = _mm256_add_epi32(n, _mm256_set1_epi32(127));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+    }
+    #[inline(always)]
+    unsafe fn lt(self, o: Self) -> Self::Mask {
+        _mm256_cmp_ps::<_CMP_LT_OQ>(self, o)
+    }
+    #[inline(always)]
+    unsafe fn le(self, o: Self) -> Self::Mask {
+        _mm256_cmp_ps::<_CMP_LE_OQ>(self, o)
+    }
+    #[inline(always)]
+    unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self {
+        _mm256_blendv_ps(b, a, m)
+    }
+}
+
+/// Hidden units per tile: one `__m256` per gate.
+pub(crate) const U: usize = 8;
+/// Rows per register block: 3 rows x 4 gates = 12 accumulators of the 16
+/// ymm registers, the rest for the broadcast and the weights.
+pub(crate) const MR: usize = 3;
+
+crate::cell::step_kernel! {
+    /// # Safety
+    /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
+    /// contract.
+    #[target_feature(enable = "avx2,fma")]
+    fn step, __m256, W = 4, MR = 3, group = [1 => 3],
+    blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA; `a` satisfies the [`BackwardRaw`]
+/// contract.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn backward(a: &BackwardRaw) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::cell::backward::<__m256, 4>(a) }
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA; `src` valid for `n` reads, `dst` for `n`
+/// writes (they may be equal).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::activations::map::<__m256, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// As [`sigmoid`].
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::activations::map::<__m256, { crate::activations::TANH }>(src, dst, n) }
+}

@@ -1,0 +1,136 @@
+//! AVX-512F: 16 lanes in a `__m512`.
+
+use std::arch::x86_64::*;
+
+use crate::cell::BackwardRaw;
+use crate::vector::Vector;
+
+// The methods hold no `unsafe` blocks of their own: each is one intrinsic
+// (or a few) whose only requirement, AVX-512F on this CPU (and, for
+// load/store, pointers valid for 16 floats), is the trait's documented
+// contract. Only AVX-512F instructions are used: float xor/and are DQ, so
+// the sign tricks go through the integer domain.
+#[allow(unsafe_op_in_unsafe_fn)]
+impl Vector for __m512 {
+    const LANES: usize = 16;
+    type Mask = __mmask16;
+
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, o: Self) -> Self {
+        _mm512_add_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn sub(self, o: Self) -> Self {
+        _mm512_sub_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn mul(self, o: Self) -> Self {
+        _mm512_mul_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn div(self, o: Self) -> Self {
+        _mm512_div_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(self, o: Self) -> Self {
+        // vmaxps: second operand when either is NaN, as the trait requires.
+        _mm512_max_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn min(self, o: Self) -> Self {
+        _mm512_min_ps(self, o)
+    }
+    #[inline(always)]
+    unsafe fn abs(self) -> Self {
+        _mm512_castsi512_ps(_mm512_and_si512(
+            _mm512_castps_si512(self),
+            _mm512_set1_epi32(0x7fff_ffff),
+        ))
+    }
+    #[inline(always)]
+    unsafe fn xor_sign(self, sign_of: Self) -> Self {
+        let s = _mm512_and_si512(_mm512_castps_si512(sign_of), _mm512_set1_epi32(i32::MIN));
+        _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(self), s))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        // imm8: scale 0 (round to an integer), nearest-even, no exceptions.
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        // Integral lanes: the conversion is exact in any rounding mode.
+        let n = _mm512_cvtps_epi32(self);
+        let e = _mm512_add_epi32(n, _mm512_set1_epi32(127));
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+    }
+    #[inline(always)]
+    unsafe fn lt(self, o: Self) -> Self::Mask {
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(self, o)
+    }
+    #[inline(always)]
+    unsafe fn le(self, o: Self) -> Self::Mask {
+        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self, o)
+    }
+    #[inline(always)]
+    unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self {
+        // Lanes with the mask bit set take the second source.
+        _mm512_mask_blend_ps(m, b, a)
+    }
+}
+
+/// Hidden units per tile: one `__m512` per gate.
+pub(crate) const U: usize = 16;
+/// Rows per register block: 6 rows x 4 gates = 24 accumulators of the 32
+/// zmm registers, 4 for the weights of one `kk`, the rest for broadcasts.
+pub(crate) const MR: usize = 6;
+
+crate::cell::step_kernel! {
+    /// # Safety
+    /// The CPU supports AVX-512F; `a` satisfies the
+    /// [`StepRaw`](crate::cell::StepRaw) contract.
+    #[target_feature(enable = "avx512f")]
+    fn step, __m512, W = 4, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
+    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
+}
+
+/// # Safety
+/// The CPU supports AVX-512F; `a` satisfies the [`BackwardRaw`] contract.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn backward(a: &BackwardRaw) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::cell::backward::<__m512, 4>(a) }
+}
+
+/// # Safety
+/// The CPU supports AVX-512F; `src` valid for `n` reads, `dst` for `n`
+/// writes (they may be equal).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::activations::map::<__m512, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// As [`sigmoid`].
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::activations::map::<__m512, { crate::activations::TANH }>(src, dst, n) }
+}

@@ -1,0 +1,438 @@
+//! `Lstm`: weights packed for one set of SIMD kernels and a thread count, and the fast
+//! forward pass over the packed-sequence schedule.
+//!
+//! Per layer and direction: the real tokens are gathered in schedule order, one sgemm
+//! makes every step's input projection (bias folded in, columns already in the kernels'
+//! tile order), then the time loop runs the fused step kernel on the active prefix of
+//! rows. Each thread owns the same tiles of hidden units (and so the same panels of
+//! `W_h`) at every step, and the threads meet at one spinning barrier per step (two when
+//! the layer projects). Nothing is allocated and no thread is spawned inside the loop.
+
+use std::ptr::NonNull;
+
+use lstm_kernels_simd::{Isa, Kernels, StepRaw};
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::barrier::SpinBarrier;
+use crate::error::{Error, Result};
+use crate::forward::{prepare, ForwardInput, Workspace};
+use crate::gemm::sgemm;
+use crate::packed::{pack_all, PackedCell};
+use crate::reference::row_index;
+use crate::schedule::Schedule;
+use crate::weights::LstmWeights;
+
+/// How to build an [`Lstm`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LstmOptions {
+    /// Force an instruction set; `None` picks the best one of this CPU (or the one the
+    /// `LSTM_KERNELS_ISA` environment variable names: `scalar`, `avx2`, `avx512`, `neon`).
+    pub isa: Option<Isa>,
+    /// Threads; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+/// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
+/// own thread pool.
+///
+/// Results are bitwise identical whatever the thread count.
+pub struct Lstm {
+    weights: LstmWeights,
+    kernels: Kernels,
+    cells: Vec<PackedCell>,
+    threads: usize,
+    pool: Option<ThreadPool>,
+}
+
+impl std::fmt::Debug for Lstm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lstm")
+            .field("spec", self.weights.spec())
+            .field("isa", &self.kernels.isa())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// Raw pointers shared by the threads of one time loop. Each thread writes only what the
+/// schedule gives it (its tiles' columns, or its rows of the projection).
+#[derive(Clone, Copy)]
+struct Shared {
+    zx: *const f32,
+    h0: *const f32,
+    c: *mut f32,
+    m: *mut f32,
+    out: *mut f32,
+}
+// SAFETY: the pointers address workspace buffers that outlive the broadcast in which they
+// are used, and the time loop's partition (disjoint tiles, disjoint rows, a barrier between
+// phases) keeps concurrent writes disjoint and ordered before dependent reads.
+unsafe impl Send for Shared {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Shared {}
+
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+/// `lo..hi` of `n` items for part `i` of `parts`, balanced and contiguous.
+fn split(n: usize, parts: usize, i: usize) -> (usize, usize) {
+    (i * n / parts, (i + 1) * n / parts)
+}
+
+impl Lstm {
+    /// Packs `weights` for the best kernels of this CPU, using every core.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `LSTM_KERNELS_ISA` names an unknown ISA or one this CPU
+    /// lacks, or the thread pool cannot be created.
+    pub fn new(weights: LstmWeights) -> Result<Self> {
+        Self::with_options(weights, LstmOptions::default())
+    }
+
+    /// Packs `weights` for the given ISA and thread count.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the ISA is not available on this CPU, `threads` is 0, or
+    /// the thread pool cannot be created.
+    pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
+        let kernels = match options.isa {
+            Some(isa) => Kernels::for_isa(isa).ok_or_else(|| {
+                Error::Config(format!("ISA `{}` is not available on this CPU", isa.name()))
+            })?,
+            None => Kernels::try_detect().map_err(|e| Error::Config(e.to_string()))?,
+        };
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 0 {
+            return Err(Error::Config("threads must be at least 1, got 0".into()));
+        }
+        let pool = if threads > 1 {
+            Some(
+                ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("lstm-kernels-{i}"))
+                    .build()
+                    .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let cells = pack_all(weights.spec(), &weights, &kernels);
+        Ok(Lstm {
+            weights,
+            kernels,
+            cells,
+            threads,
+            pool,
+        })
+    }
+
+    /// The weights, in the crate's canonical layout.
+    pub fn weights(&self) -> &LstmWeights {
+        &self.weights
+    }
+
+    /// The instruction set the kernels use.
+    pub fn isa(&self) -> Isa {
+        self.kernels.isa()
+    }
+
+    /// The number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs the stack forward for inference.
+    ///
+    /// On success `ws.output()` holds the output and `ws.final_state()` the final state
+    /// of every cell, with TF `dynamic_rnn` semantics.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `input.data` is not `[B, T, I]` (or `[T, B, I]`), `B` or `T`
+    /// is zero, `sequence_length` is not `[B]`, the initial state does not have the
+    /// spec's cells and shapes, or [`InitialState::Carry`](crate::InitialState::Carry)
+    /// follows no pass of the same batch size; [`Error::Length`] when a length is outside
+    /// `0..=T`; [`Error::Config`] when `ws` was made for another spec.
+    pub fn forward_inference(&self, input: &ForwardInput<'_>, ws: &mut Workspace) -> Result<()> {
+        prepare(self.weights.spec(), input, ws)?;
+        self.run(input, ws);
+        Ok(())
+    }
+
+    /// `c += a · b` for contiguous row-major `a [m, k]`, `b [k, n]`, `c [m, n]`, on every
+    /// thread of the pool.
+    fn sgemm_all(&self, (m, n, k): (usize, usize, usize), a: &[f32], b: &[f32], c: &mut [f32]) {
+        match &self.pool {
+            Some(pool) => pool.install(|| sgemm(self.threads, (m, n, k), a, k, b, n, c, n, true)),
+            None => sgemm(1, (m, n, k), a, k, b, n, c, n, true),
+        }
+    }
+
+    fn run(&self, input: &ForwardInput<'_>, ws: &mut Workspace) {
+        let spec = self.weights.spec();
+        let (batch, steps, tm) = (input.batch, input.steps, spec.time_major());
+        let Workspace {
+            output,
+            state,
+            lengths,
+            fast,
+            ..
+        } = ws;
+        let f = fast;
+        f.sched.rebuild(&lengths[..batch]);
+        let sched = &f.sched;
+        let total = sched.total();
+        let max_of = |g: &dyn Fn(&PackedCell) -> usize| self.cells.iter().map(g).max().unwrap_or(0);
+        grow(&mut f.xg, total * max_of(&|c| c.input));
+        grow(&mut f.zx, total * max_of(&|c| c.gate_width()));
+        let widest_out = (0..spec.num_layers())
+            .map(|l| spec.layer_output_size(l))
+            .max()
+            .unwrap_or(0);
+        grow(&mut f.pa, total * widest_out);
+        grow(&mut f.pb, total * widest_out);
+        grow(&mut f.bwd, total * max_of(&|c| c.recurrent));
+        grow(&mut f.c, batch * max_of(&|c| c.padded));
+        grow(&mut f.m, batch * max_of(&|c| c.padded));
+        grow(&mut f.h0, batch * max_of(&|c| c.recurrent));
+
+        let dirs = spec.num_directions();
+        for l in 0..spec.num_layers() {
+            let out_w = spec.layer_output_size(l);
+            let (src, dst) = if l % 2 == 0 {
+                (&f.pb, &mut f.pa)
+            } else {
+                (&f.pa, &mut f.pb)
+            };
+            for dir in 0..dirs {
+                let k = l * dirs + dir;
+                let cell = &self.cells[k];
+                let (in_w, gw, r) = (cell.input, cell.gate_width(), cell.recurrent);
+
+                // The inputs of every real token, in this direction's processing order.
+                let x: &[f32] = if l == 0 {
+                    for s in 0..sched.steps() {
+                        for j in 0..sched.active[s] {
+                            let t = if dir == 0 { s } else { sched.lens[j] - 1 - s };
+                            let from = row_index(tm, batch, steps, sched.order[j], t) * in_w;
+                            let to = sched.row(j, s) * in_w;
+                            f.xg[to..to + in_w].copy_from_slice(&input.data[from..from + in_w]);
+                        }
+                    }
+                    &f.xg[..total * in_w]
+                } else if dir == 0 {
+                    &src[..total * in_w]
+                } else {
+                    for s in 0..sched.steps() {
+                        for j in 0..sched.active[s] {
+                            let from = sched.reversed_row(j, s) * in_w;
+                            let to = sched.row(j, s) * in_w;
+                            f.xg[to..to + in_w].copy_from_slice(&src[from..from + in_w]);
+                        }
+                    }
+                    &f.xg[..total * in_w]
+                };
+
+                // Every step's input projection at once, bias folded in.
+                let zx = &mut f.zx[..total * gw];
+                zx.chunks_exact_mut(gw)
+                    .for_each(|row| row.copy_from_slice(&cell.bias));
+                self.sgemm_all((total, gw, in_w), x, &cell.w_x, zx);
+
+                // The initial state in schedule order; padding units of c are zero.
+                let (h, hp) = (cell.hidden, cell.padded);
+                let st = &mut state.cells[k];
+                for (j, &b) in sched.order.iter().enumerate() {
+                    f.c[j * hp..j * hp + h].copy_from_slice(&st.c[b * h..(b + 1) * h]);
+                    f.c[j * hp + h..(j + 1) * hp].fill(0.0);
+                    f.h0[j * r..(j + 1) * r].copy_from_slice(&st.h[b * r..(b + 1) * r]);
+                }
+
+                // The forward direction writes its outputs straight into the layer's
+                // packed output; the backward one into its own buffer, in its order.
+                let (target, target_ld): (&mut [f32], usize) = if dir == 0 {
+                    (&mut dst[..], out_w)
+                } else {
+                    (&mut f.bwd[..], r)
+                };
+                let shared = Shared {
+                    zx: f.zx.as_ptr(),
+                    h0: f.h0.as_ptr(),
+                    c: f.c.as_mut_ptr(),
+                    m: f.m.as_mut_ptr(),
+                    out: target.as_mut_ptr(),
+                };
+                self.time_loop(cell, sched, shared, target_ld);
+
+                for (j, &b) in sched.order.iter().enumerate() {
+                    st.c[b * h..(b + 1) * h].copy_from_slice(&f.c[j * hp..j * hp + h]);
+                    if sched.lens[j] > 0 {
+                        let row = sched.row(j, sched.lens[j] - 1) * target_ld;
+                        st.h[b * r..(b + 1) * r].copy_from_slice(&target[row..row + r]);
+                    }
+                }
+                if dir == 1 {
+                    for s in 0..sched.steps() {
+                        for j in 0..sched.active[s] {
+                            let to = sched.reversed_row(j, s) * out_w + r;
+                            let from = sched.row(j, s) * r;
+                            dst[to..to + r].copy_from_slice(&f.bwd[from..from + r]);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Back to the caller's order and layout, zeros past each length.
+        let last = if spec.num_layers() % 2 == 1 {
+            &f.pa
+        } else {
+            &f.pb
+        };
+        let ow = spec.output_size();
+        for s in 0..sched.steps() {
+            for j in 0..sched.active[s] {
+                let to = row_index(tm, batch, steps, sched.order[j], s) * ow;
+                let from = sched.row(j, s) * ow;
+                output[to..to + ow].copy_from_slice(&last[from..from + ow]);
+            }
+        }
+        for (b, &len) in lengths[..batch].iter().enumerate() {
+            for t in len..steps {
+                let to = row_index(tm, batch, steps, b, t) * ow;
+                output[to..to + ow].fill(0.0);
+            }
+        }
+    }
+
+    /// The recurrence of one layer direction over the schedule. `p.out` receives `h` at
+    /// row `offset[s] + j` (row stride `out_ld`), which is also where step `s + 1` reads
+    /// its `h_prev`.
+    fn time_loop(&self, cell: &PackedCell, sched: &Schedule, p: Shared, out_ld: usize) {
+        let threads = self.threads;
+        let barrier = SpinBarrier::new(threads);
+        let body = |tid: usize| self.time_loop_thread(cell, sched, p, out_ld, &barrier, tid);
+        match &self.pool {
+            Some(pool) => {
+                pool.broadcast(|ctx| body(ctx.index()));
+            }
+            None => body(0),
+        }
+    }
+
+    fn time_loop_thread(
+        &self,
+        cell: &PackedCell,
+        sched: &Schedule,
+        p: Shared,
+        out_ld: usize,
+        barrier: &SpinBarrier,
+        tid: usize,
+    ) {
+        let threads = self.threads;
+        let u = self.kernels.unit_tile();
+        let (h, hp, r, gw) = (cell.hidden, cell.padded, cell.recurrent, cell.gate_width());
+        let (t_lo, t_hi) = split(hp / u, threads, tid);
+        let (u_lo, u_hi) = ((t_lo * u).min(h), (t_hi * u).min(h));
+        // Without padding or projection the kernel writes h where it belongs.
+        let direct = cell.projection.is_none() && h == hp;
+        let spec = self.weights.spec();
+        for s in 0..sched.steps() {
+            let rows = sched.active[s];
+            // SAFETY (pointer arithmetic): every offset stays within the workspace buffers,
+            // which `run` grew to `total` rows (zx, out) and `batch` rows (c, m, h0).
+            let (h_prev, ld_h_prev) = if s == 0 {
+                (p.h0, r)
+            } else {
+                (
+                    unsafe { p.out.add(sched.offset[s - 1] * out_ld) }.cast_const(),
+                    out_ld,
+                )
+            };
+            let out_rows = unsafe { p.out.add(sched.offset[s] * out_ld) };
+            let (h_out, ld_h_out) = if direct {
+                (out_rows, out_ld)
+            } else {
+                (p.m, hp)
+            };
+            let raw = StepRaw {
+                rows,
+                k: r,
+                h_prev,
+                ld_h_prev,
+                w: cell.w_h.as_ptr(),
+                zx: unsafe { p.zx.add(sched.offset[s] * gw) },
+                ld_zx: gw,
+                peep: cell
+                    .peepholes
+                    .as_ref()
+                    .and_then(|v| NonNull::new(v.as_ptr().cast_mut())),
+                c: p.c,
+                ld_c: hp,
+                h_out,
+                ld_h_out,
+                gates: None,
+                ld_gates: gw,
+                tiles: t_lo..t_hi,
+                forget_bias: spec.forget_bias(),
+                cell_clip: spec.cell_clip().unwrap_or(f32::INFINITY),
+            };
+            // SAFETY: h_prev (rows x r), zx (rows x gw), c and h_out (rows x hp, or the
+            // output rows of this step) lie inside their buffers; this thread's tiles are
+            // disjoint from every other thread's; h_prev is the previous step's rows (or
+            // h0), which nobody writes during this step; the clip is +inf or a finite
+            // positive value (validated by the spec).
+            unsafe { self.kernels.step_tiles_raw(&raw) };
+            if !direct {
+                match &cell.projection {
+                    None => {
+                        for row in 0..rows {
+                            // SAFETY: this thread's units of row `row`: inside both buffers,
+                            // written by this thread's kernel call above, and nobody else's.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    p.m.add(row * hp + u_lo),
+                                    out_rows.add(row * out_ld + u_lo),
+                                    u_hi - u_lo,
+                                );
+                            }
+                        }
+                    }
+                    Some(proj) => {
+                        barrier.wait();
+                        let (r_lo, r_hi) = split(rows, threads, tid);
+                        for row in r_lo..r_hi {
+                            // SAFETY: after the barrier every tile of `m` is written and
+                            // only read; the output row is this thread's alone.
+                            let (m_row, h_row) = unsafe {
+                                (
+                                    std::slice::from_raw_parts(p.m.add(row * hp), h),
+                                    std::slice::from_raw_parts_mut(out_rows.add(row * out_ld), r),
+                                )
+                            };
+                            project(m_row, proj, h_row, spec.proj_clip());
+                        }
+                    }
+                }
+            }
+            barrier.wait();
+        }
+    }
+}
+
+/// `h = clip(m · proj)`, in a fixed summation order (so the result does not depend on
+/// how rows are split between threads).
+fn project(m: &[f32], proj: &[f32], h: &mut [f32], clip: Option<f32>) {
+    let p = h.len();
+    h.fill(0.0);
+    for (&mv, row) in m.iter().zip(proj.chunks_exact(p)) {
+        h.iter_mut().zip(row).for_each(|(hv, &w)| *hv += mv * w);
+    }
+    if let Some(clip) = clip {
+        h.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
+    }
+}

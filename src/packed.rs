@@ -1,0 +1,69 @@
+//! Weights repacked once, at load time, into the order the SIMD kernels read.
+
+use lstm_kernels_simd::{pack_gate_columns, pack_peepholes, Kernels};
+
+use crate::spec::LstmSpec;
+use crate::weights::LstmWeights;
+
+/// One cell (layer, direction) in kernel order for one tile width `U`.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedCell {
+    /// Hidden units `H`.
+    pub hidden: usize,
+    /// `H` rounded up to whole tiles: the row stride of `c` and `m`.
+    pub padded: usize,
+    /// Recurrent width `R` (`P` or `H`).
+    pub recurrent: usize,
+    /// Input width.
+    pub input: usize,
+    /// `[in, tiles*4U]`: the input projection's sgemm writes `zx` in tile order.
+    pub w_x: Vec<f32>,
+    /// `[tiles*4U]`.
+    pub bias: Vec<f32>,
+    /// Panels of `W_h` (see `lstm_kernels_simd::pack_recurrent`).
+    pub w_h: Vec<f32>,
+    /// `tiles*3U` when the spec has peepholes.
+    pub peepholes: Option<Vec<f32>>,
+    /// `[H, P]` when the layer projects.
+    pub projection: Option<Vec<f32>>,
+}
+
+impl PackedCell {
+    /// Width of the gate rows of `zx`: `tiles * 4U`.
+    pub fn gate_width(&self) -> usize {
+        4 * self.padded
+    }
+}
+
+pub(crate) fn pack_all(
+    spec: &LstmSpec,
+    weights: &LstmWeights,
+    kernels: &Kernels,
+) -> Vec<PackedCell> {
+    let u = kernels.unit_tile();
+    (0..spec.num_cells())
+        .map(|k| {
+            let l = spec.cell_layer(k);
+            let layer = spec.layers()[l];
+            let (h, r, input) = (
+                layer.hidden_size,
+                layer.output_size(),
+                spec.layer_input_size(l),
+            );
+            let w = weights.cell(k);
+            PackedCell {
+                hidden: h,
+                padded: kernels.padded(h),
+                recurrent: r,
+                input,
+                w_x: pack_gate_columns(w.input_weights(), input, h, u),
+                bias: pack_gate_columns(w.bias(), 1, h, u),
+                w_h: kernels.pack_recurrent(w.recurrent_weights(), r, h),
+                peepholes: w
+                    .peepholes()
+                    .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
+                projection: w.projection().map(<[f32]>::to_vec),
+            }
+        })
+        .collect()
+}
