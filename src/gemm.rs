@@ -93,6 +93,12 @@ fn backend(
     }
 }
 
+/// Rows per OpenBLAS call. Threaded OpenBLAS sums in an order that depends on its thread
+/// count; the crate promises the same bits for any thread count, so it runs OpenBLAS on
+/// one thread per call, over row blocks whose size does not depend on the threads.
+#[cfg(feature = "openblas")]
+const OPENBLAS_ROWS: usize = 256;
+
 #[cfg(feature = "openblas")]
 #[allow(clippy::too_many_arguments)]
 fn backend(
@@ -106,31 +112,48 @@ fn backend(
     ldc: usize,
     accumulate: bool,
 ) {
+    use rayon::prelude::*;
     extern "C" {
         fn openblas_set_num_threads(n: std::ffi::c_int);
     }
-    let dim = |x: usize| i32::try_from(x).expect("sgemm: dimension above i32::MAX");
+    static SINGLE_THREADED: std::sync::Once = std::sync::Once::new();
     // SAFETY: `openblas_set_num_threads` only stores the count; the library is linked by
-    // the `openblas` feature. The sgemm call reads and writes exactly the elements that
-    // `sgemm` checked are in bounds (row-major, leading dimensions lda, ldb, ldc).
-    unsafe {
-        openblas_set_num_threads(dim(threads.max(1)));
-        cblas::sgemm(
-            cblas::Layout::RowMajor,
-            cblas::Transpose::None,
-            cblas::Transpose::None,
-            dim(m),
-            dim(n),
-            dim(k),
-            1.0,
-            a,
-            dim(lda),
-            b,
-            dim(ldb),
-            if accumulate { 1.0 } else { 0.0 },
-            c,
-            dim(ldc),
-        );
+    // the `openblas` feature (see build.rs).
+    SINGLE_THREADED.call_once(|| unsafe { openblas_set_num_threads(1) });
+    let dim = |x: usize| i32::try_from(x).expect("sgemm: dimension above i32::MAX");
+    let block = |(i, c): (usize, &mut [f32])| {
+        let rows = OPENBLAS_ROWS.min(m - i * OPENBLAS_ROWS);
+        // SAFETY: `sgemm` checked that `a` holds m rows of k (stride lda), `b` k rows of n
+        // (stride ldb), `c` m rows of n (stride ldc); this call reads rows
+        // i*OPENBLAS_ROWS.. of `a` and writes the same rows of `c`, its own chunk.
+        unsafe {
+            cblas::sgemm(
+                cblas::Layout::RowMajor,
+                cblas::Transpose::None,
+                cblas::Transpose::None,
+                dim(rows),
+                dim(n),
+                dim(k),
+                1.0,
+                &a[i * OPENBLAS_ROWS * lda..],
+                dim(lda),
+                b,
+                dim(ldb),
+                if accumulate { 1.0 } else { 0.0 },
+                c,
+                dim(ldc),
+            );
+        }
+    };
+    let c = &mut c[..(m - 1) * ldc + n];
+    if threads > 1 {
+        c.par_chunks_mut(OPENBLAS_ROWS * ldc)
+            .enumerate()
+            .for_each(block);
+    } else {
+        c.chunks_mut(OPENBLAS_ROWS * ldc)
+            .enumerate()
+            .for_each(block);
     }
 }
 
@@ -207,6 +230,39 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod determinism {
+    use super::*;
+    use crate::weights::SplitMix64;
+
+    /// The crate promises the same bits for any thread count, so its sgemm must give them.
+    #[test]
+    fn threads_do_not_change_the_bits() {
+        let mut rng = SplitMix64::new(9);
+        for &(m, n, k) in &[
+            (1600, 4096, 1024),
+            (1200, 1024, 456),
+            (25, 2048, 512),
+            (3260, 2048, 512),
+            (1, 64, 3000),
+        ] {
+            let a = rng.uniform_vec(m * k, -1.0, 1.0);
+            let b = rng.uniform_vec(k * n, -0.1, 0.1);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            let mut one = vec![0.5; m * n];
+            sgemm(1, (m, n, k), &a, k, &b, n, &mut one, n, true);
+            for threads in [2, 3] {
+                let mut many = vec![0.5; m * n];
+                pool.install(|| sgemm(threads, (m, n, k), &a, k, &b, n, &mut many, n, true));
+                assert!(many == one, "{m}x{n}x{k}: {threads} threads differ from 1");
             }
         }
     }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
 use crate::lstm::{Lstm, LstmOptions};
+use crate::reference_grad::{self, Upstream};
 use crate::spec::LstmSpec;
 use crate::tensors::Tensors;
 use crate::weights::{Convention, LstmWeights};
@@ -187,6 +188,7 @@ pub struct GoldenCase {
     pub grad_tolerance: Tolerance,
     /// Every tensor of the file.
     pub tensors: Tensors,
+    gradient_cache: std::sync::OnceLock<Result<NamedTensors>>,
 }
 
 fn config_err(msg: impl fmt::Display) -> Error {
@@ -353,6 +355,7 @@ impl GoldenCase {
             tolerance,
             grad_tolerance,
             tensors,
+            gradient_cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -376,11 +379,15 @@ impl GoldenCase {
                     Part::Forward,
                     self.judge(&run.forward, self.tolerance),
                 ));
-                if self.has_gradients() {
-                    out.push(report(
+                match run.gradients {
+                    None => {}
+                    Some(Ok(pairs)) => out.push(report(
                         Part::Gradients,
-                        Outcome::Skip("backward through time is not implemented yet".into()),
-                    ));
+                        self.judge(&pairs, self.grad_tolerance),
+                    )),
+                    Some(Err(e)) => {
+                        out.push(report(Part::Gradients, Outcome::Error(e.to_string())))
+                    }
                 }
                 if let Some(loss) = run.loss {
                     out.push(report(Part::Loss, self.judge(&[loss], self.tolerance)));
@@ -516,9 +523,14 @@ impl GoldenCase {
         match engine {
             Engine::Reference => crate::reference::forward(&weights, &fi, &mut ws)?,
             Engine::Fast(options) => {
-                Lstm::with_options(weights, options)?.forward_inference(&fi, &mut ws)?
+                Lstm::with_options(weights.clone(), options)?.forward_inference(&fi, &mut ws)?
             }
         }
+        let gradients = self.has_gradients().then(|| {
+            self.gradient_cache
+                .get_or_init(|| self.gradients(&weights, &fi, lm.as_ref()))
+                .clone()
+        });
 
         let mut forward = Vec::new();
         if self.tensors.contains("expected/output") || self.kind == Kind::Lstm {
@@ -543,7 +555,7 @@ impl GoldenCase {
             }
         }
         let mut loss = None;
-        if let Some(lm) = lm {
+        if let Some(lm) = &lm {
             let (logits, cost) = lm.logits_and_cost(spec, ws.output())?;
             if self.tensors.contains("expected/logits") {
                 forward.push(("expected/logits".to_string(), logits));
@@ -554,14 +566,135 @@ impl GoldenCase {
                 return Err(Error::MissingTensor("expected/loss".into()));
             }
         }
-        Ok(ForwardRun { forward, loss })
+        Ok(ForwardRun {
+            forward,
+            loss,
+            gradients,
+        })
+    }
+
+    fn grad_final_state(&self, batch: usize) -> Result<Option<LstmState>> {
+        if !self
+            .tensors
+            .names()
+            .any(|n| n.starts_with("grad_final_state/"))
+        {
+            return Ok(None);
+        }
+        let mut state = LstmState::zeros(&self.spec, batch);
+        for (k, cell) in state.cells.iter_mut().enumerate() {
+            for (which, dst) in [("c", &mut cell.c), ("h", &mut cell.h)] {
+                let name = format!("grad_final_state/{k}/{which}");
+                // A case may give the gradient of only some final states.
+                if self.tensors.contains(&name) {
+                    let (shape, v) = self.tensors.f32(&name)?;
+                    if v.len() != dst.len() {
+                        let want = [batch, dst.len() / batch.max(1)];
+                        return Err(Error::shape(&name, &want, shape));
+                    }
+                    dst.copy_from_slice(v);
+                }
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// The crate's gradients, paired with every `expected/grad/...` tensor of the case.
+    ///
+    /// They come from the reference backward ([`reference_grad::gradients`]), whatever the
+    /// engine, so they are computed once per case.
+    fn gradients(
+        &self,
+        weights: &LstmWeights,
+        fi: &ForwardInput<'_>,
+        lm: Option<&LanguageModelTensors<'_>>,
+    ) -> Result<NamedTensors> {
+        let spec = &self.spec;
+        let mut ws = Workspace::new(spec, fi.batch, fi.steps);
+        crate::reference::forward(weights, fi, &mut ws)?;
+        let output = ws.output();
+        let (grad_output, lm_grads) = match lm {
+            None => {
+                let (shape, g) = self.tensors.f32("grad_output")?;
+                if g.len() != output.len() {
+                    return Err(Error::Shape {
+                        tensor: "grad_output".into(),
+                        expected: format!(
+                            "the shape of expected/output ({} elements)",
+                            output.len()
+                        ),
+                        actual: format!("{shape:?}"),
+                    });
+                }
+                (g.to_vec(), None)
+            }
+            Some(lm) => {
+                let (d_out, g_w, g_b) = lm.softmax_backward(spec, output);
+                (d_out, Some((g_w, g_b)))
+            }
+        };
+        let gfs = self.grad_final_state(fi.batch)?;
+        let upstream = Upstream {
+            output: Some(&grad_output),
+            final_state: gfs.as_ref(),
+        };
+        let g = reference_grad::gradients(weights, fi, &upstream)?;
+        let named = match self.convention {
+            Convention::PyTorch => g.to_pytorch()?,
+            _ => g.to_tensorflow(),
+        };
+        let mut pairs = Vec::new();
+        for name in self
+            .tensors
+            .names()
+            .filter(|n| n.starts_with("expected/grad/"))
+        {
+            let key = &name["expected/grad/".len()..];
+            let got = match (key, lm, &lm_grads) {
+                ("input", None, _) => g.input.clone(),
+                ("embedding", Some(lm), _) => lm.embedding_grad(spec, &g.input),
+                ("softmax_w", _, Some((w, _))) => w.clone(),
+                ("softmax_b", _, Some((_, b))) => b.clone(),
+                _ => {
+                    if let Some(rest) = key.strip_prefix("initial_state/") {
+                        let cell = rest
+                            .split_once('/')
+                            .and_then(|(k, w)| Some((k.parse::<usize>().ok()?, w)))
+                            .and_then(|(k, w)| g.initial_state.cells.get(k).map(|c| (c, w)));
+                        match cell {
+                            Some((c, "c")) => c.c.clone(),
+                            Some((c, "h")) => c.h.clone(),
+                            _ => {
+                                return Err(Error::MissingTensor(format!(
+                                    "the crate has no gradient `{key}`"
+                                )))
+                            }
+                        }
+                    } else {
+                        named
+                            .f32(key)
+                            .map_err(|_| {
+                                Error::MissingTensor(format!("the crate has no gradient `{key}`"))
+                            })?
+                            .1
+                            .to_vec()
+                    }
+                }
+            };
+            pairs.push((name.to_string(), got));
+        }
+        Ok(pairs)
     }
 }
 
 struct ForwardRun {
     forward: Vec<(String, Vec<f32>)>,
     loss: Option<(String, Vec<f32>)>,
+    gradients: Option<Result<NamedTensors>>,
 }
+
+/// Tensors paired with the name of the expected tensor they are compared with.
+type NamedTensors = Vec<(String, Vec<f32>)>;
 
 /// The language model's own tensors, checked.
 struct LanguageModelTensors<'a> {
@@ -638,6 +771,74 @@ impl<'a> LanguageModelTensors<'a> {
             }
         }
         Ok(x)
+    }
+
+    /// The softmax layer's backward for the seed's cost, in f64: dL/d(output) (laid out
+    /// like the LSTM output), dL/d(softmax_w) and dL/d(softmax_b).
+    fn softmax_backward(&self, spec: &LstmSpec, output: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (v, h) = (self.vocab, spec.output_size());
+        let mut d_out = vec![0.0f32; output.len()];
+        let mut g_w = vec![0.0f64; h * v];
+        let mut g_b = vec![0.0f64; v];
+        let mut logits = vec![0.0f64; v];
+        for b in 0..self.batch {
+            for t in 0..self.steps {
+                let row =
+                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                let hrow = &output[row * h..(row + 1) * h];
+                logits
+                    .iter_mut()
+                    .zip(self.softmax_b)
+                    .for_each(|(l, &bv)| *l = f64::from(bv));
+                for (hv, wrow) in hrow.iter().zip(self.softmax_w.chunks_exact(v)) {
+                    logits
+                        .iter_mut()
+                        .zip(wrow)
+                        .for_each(|(l, &w)| *l += f64::from(*hv) * f64::from(w));
+                }
+                let max = logits.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+                let sum: f64 = logits.iter().map(|&x| (x - max).exp()).sum();
+                let target = self.targets[b * self.steps + t] as usize;
+                // d(cost)/d(logit) = (softmax - onehot) / B: the cost is a batch mean per step.
+                for (j, l) in logits.iter_mut().enumerate() {
+                    *l = ((*l - max).exp() / sum - if j == target { 1.0 } else { 0.0 })
+                        / self.batch as f64;
+                }
+                g_b.iter_mut().zip(&logits).for_each(|(g, d)| *g += d);
+                for (q, (&hv, wrow)) in hrow.iter().zip(self.softmax_w.chunks_exact(v)).enumerate()
+                {
+                    let grow = &mut g_w[q * v..(q + 1) * v];
+                    grow.iter_mut()
+                        .zip(&logits)
+                        .for_each(|(g, d)| *g += f64::from(hv) * d);
+                    d_out[row * h + q] = wrow
+                        .iter()
+                        .zip(&logits)
+                        .map(|(&w, d)| f64::from(w) * d)
+                        .sum::<f64>() as f32;
+                }
+            }
+        }
+        let down = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+        (d_out, down(g_w), down(g_b))
+    }
+
+    /// dL/d(embedding) from dL/d(embedded input): rows added up by id.
+    fn embedding_grad(&self, spec: &LstmSpec, d_input: &[f32]) -> Vec<f32> {
+        let e = spec.input_size();
+        let mut g = vec![0.0f64; self.vocab * e];
+        for b in 0..self.batch {
+            for t in 0..self.steps {
+                let id = self.ids[b * self.steps + t] as usize;
+                let row =
+                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                g[id * e..(id + 1) * e]
+                    .iter_mut()
+                    .zip(&d_input[row * e..(row + 1) * e])
+                    .for_each(|(a, &d)| *a += f64::from(d));
+            }
+        }
+        g.into_iter().map(|x| x as f32).collect()
     }
 
     /// Logits `[B*T, V]` (rows `b*T + t`) and the seed's cost: the sum over time steps of

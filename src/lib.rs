@@ -45,6 +45,7 @@
 //! ```
 
 mod barrier;
+pub mod bench;
 pub mod error;
 pub mod forward;
 mod gemm;
@@ -52,6 +53,7 @@ pub mod golden;
 mod lstm;
 mod packed;
 pub mod reference;
+pub mod reference_grad;
 mod schedule;
 pub mod spec;
 pub mod tensors;
@@ -66,3 +68,8 @@ pub use tensors::{Tensor, TensorData, Tensors};
 pub use weights::{
     CellParams, CellWeights, Convention, GateOrder, Layout, LstmWeights, Matrix, SplitMix64,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -298,6 +298,30 @@ impl LstmWeights {
         &self.cells[k]
     }
 
+    /// Replaces cell `k`'s tensors (already in the canonical layout and of the right
+    /// sizes); for gradients, which share the weights' shapes.
+    pub(crate) fn set_cell(
+        &mut self,
+        k: usize,
+        input_weights: Vec<f32>,
+        recurrent_weights: Vec<f32>,
+        bias: Vec<f32>,
+        peepholes: Option<[Vec<f32>; 3]>,
+        projection: Option<Vec<f32>>,
+    ) {
+        let c = &self.cells[k];
+        debug_assert_eq!(c.input_weights.len(), input_weights.len());
+        debug_assert_eq!(c.recurrent_weights.len(), recurrent_weights.len());
+        debug_assert_eq!(c.bias.len(), bias.len());
+        self.cells[k] = CellWeights {
+            input_weights,
+            recurrent_weights,
+            bias,
+            peepholes,
+            projection,
+        };
+    }
+
     /// Builds the weights from borrowed slices in any supported gate order and layout,
     /// one [`CellParams`] per cell.
     ///
@@ -641,6 +665,13 @@ impl LstmWeights {
     /// [`Error::Config`] when the spec has peepholes, `cell_clip` or `proj_clip`, which
     /// PyTorch cannot express.
     pub fn to_pytorch(&self) -> Result<Tensors> {
+        self.pytorch_tensors(false)
+    }
+
+    /// The PyTorch export of a set of weights, or (`gradients`) of gradients shaped like
+    /// weights: then nothing is folded and both biases get the bias gradient, since
+    /// `dL/d(bias_ih) = dL/d(bias_hh) = dL/d(bias)`.
+    pub(crate) fn pytorch_tensors(&self, gradients: bool) -> Result<Tensors> {
         if self.spec.use_peepholes() || self.spec.cell_clip().is_some() {
             return Err(Error::Config(
                 "PyTorch's nn.LSTM has no peepholes and no cell_clip".into(),
@@ -674,18 +705,21 @@ impl LstmWeights {
                 h,
             );
             let mut bias = c.bias.clone();
-            bias[2 * h..3 * h]
-                .iter_mut()
-                .for_each(|b| *b += self.spec.forget_bias());
+            if !gradients {
+                bias[2 * h..3 * h]
+                    .iter_mut()
+                    .for_each(|b| *b += self.spec.forget_bias());
+            }
+            let bias = reorder_vector(&bias, GateOrder::Ijfo, GateOrder::Ifgo, h);
+            let bias_hh = if gradients {
+                bias.clone()
+            } else {
+                vec![0.0; 4 * h]
+            };
             put(&mut t, format!("weight_ih_{s}"), &[4 * h, inp], w_ih);
             put(&mut t, format!("weight_hh_{s}"), &[4 * h, r], w_hh);
-            put(
-                &mut t,
-                format!("bias_ih_{s}"),
-                &[4 * h],
-                reorder_vector(&bias, GateOrder::Ijfo, GateOrder::Ifgo, h),
-            );
-            put(&mut t, format!("bias_hh_{s}"), &[4 * h], vec![0.0; 4 * h]);
+            put(&mut t, format!("bias_ih_{s}"), &[4 * h], bias);
+            put(&mut t, format!("bias_hh_{s}"), &[4 * h], bias_hh);
             if let (Some(p), Some(proj)) = (p, &c.projection) {
                 put(
                     &mut t,

@@ -12,6 +12,17 @@ use std::time::Instant;
 
 use lstm_kernels_simd::{available_isas, packed_recurrent_len, Isa, Kernels, StepParams};
 
+/// Seconds this thread has run on a CPU (Linux's schedstat; wall-clock
+/// time elsewhere): on a shared machine, time spent descheduled while
+/// another job runs is not counted.
+fn cpu_seconds(wall: &Instant) -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|ns| ns as f64 * 1e-9)
+        .unwrap_or_else(|| wall.elapsed().as_secs_f64())
+}
+
 /// A slice of `n` floats starting on a 64-byte boundary inside `buf`.
 fn aligned(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
     buf.resize(n + 16, 0.0);
@@ -49,7 +60,8 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool) -> f64 {
     let steps = ((2e10 / flop) as usize).clamp(3, 100_000);
     let mut best = f64::INFINITY;
     for _ in 0..5 {
-        let t = Instant::now();
+        let wall = Instant::now();
+        let t = cpu_seconds(&wall);
         for _ in 0..steps {
             kern.step_tiles(
                 rows,
@@ -66,7 +78,7 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool) -> f64 {
                 None,
             );
         }
-        best = best.min(t.elapsed().as_secs_f64() / steps as f64);
+        best = best.min((cpu_seconds(&wall) - t) / steps as f64);
     }
     std::hint::black_box(&m);
     flop / best / 1e9
@@ -76,18 +88,26 @@ fn main() {
     let only = std::env::args()
         .nth(1)
         .map(|s| Isa::from_name(&s).expect("unknown ISA"));
+    // The brief's two shapes, then the layers of BENCH_SHAPES.md; with
+    // STEP_GFLOPS_EPILOGUE set, also k = 1, where the time is nearly all
+    // gate math (its GFLOP/s only compares epilogue costs).
+    let mut shapes = vec![
+        (64, 1024, 1024),
+        (1, 512, 512),
+        (8, 256, 256),
+        (60, 256, 256),
+        (60, 128, 128),
+        (32, 512, 512),
+    ];
+    if std::env::var_os("STEP_GFLOPS_EPILOGUE").is_some() {
+        shapes.push((64, 1, 1024));
+    }
     for isa in available_isas() {
         if only.is_some_and(|o| o != isa) || (only.is_none() && isa == Isa::Scalar) {
             continue;
         }
         let kern = Kernels::for_isa(isa).unwrap();
-        for &(rows, k, h) in &[
-            (64, 1024, 1024),
-            (1, 512, 512),
-            (8, 256, 256),
-            (60, 256, 256),
-            (60, 128, 128),
-        ] {
+        for &(rows, k, h) in &shapes {
             for align in [true, false] {
                 let g = bench(&kern, rows, k, h, align);
                 println!(

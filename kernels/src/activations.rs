@@ -21,10 +21,12 @@
 
 use crate::vector::Vector;
 
-/// Selects the function of [`map`].
+/// What [`activate`] does to an element.
 pub(crate) const SIGMOID: u8 = 0;
-/// Selects the function of [`map`].
+/// What [`activate`] does to an element.
 pub(crate) const TANH: u8 = 1;
+/// What [`activate`] does to an element: nothing (a slot left unused).
+pub(crate) const SKIP: u8 = 2;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split so that `y - n * LN2_HI` is exact for the n used here (LN2_HI
@@ -44,70 +46,107 @@ const EXP_MIN_ARG: f32 = -104.0;
 /// Past this, tanh is 1 in f32, and `expm1(2x)` stays finite.
 const TANH_SATURATION: f32 = 9.5;
 
-/// Splits `y` (finite, or NaN which propagates) into `n` and
-/// `expm1(y - n ln2)`.
-#[inline(always)]
-unsafe fn expm1_reduced<V: Vector>(y: V) -> (V, V) {
-    // SAFETY: the caller upholds the `Vector` contract (right CPU).
-    unsafe {
-        let n = y.mul(V::splat(LOG2E)).round();
-        let r = V::fma(n, V::splat(-LN2_HI), y);
-        let r = V::fma(n, V::splat(-LN2_LO), r);
-        let mut p = V::splat(P5);
-        p = V::fma(p, r, V::splat(P4));
-        p = V::fma(p, r, V::splat(P3));
-        p = V::fma(p, r, V::splat(P2));
-        p = V::fma(p, r, V::splat(P1));
-        p = V::fma(p, r, V::splat(P0));
-        (n, V::fma(p, r.mul(r), r))
-    }
-}
-
-/// Logistic function `1 / (1 + e^-x)`.
+/// Applies `sigmoid` or `tanh` (or nothing) to each element of `x`, as
+/// `kinds` says.
+///
+/// Every step of the computation runs over all `N` elements before the
+/// next step, so the `N` dependency chains (each some 70 cycles long, with a
+/// division at the end) are interleaved in the instruction stream instead
+/// of waiting on each other. `kinds` is a constant at every call site, so
+/// the per-element choices fold away after inlining.
 ///
 /// # Safety
 /// The [`Vector`] contract (the CPU supports `V`'s ISA).
 #[inline(always)]
-pub(crate) unsafe fn sigmoid<V: Vector>(x: V) -> V {
+#[allow(clippy::needless_range_loop)] // `e` indexes several arrays at once
+pub(crate) unsafe fn activate<V: Vector, const N: usize>(x: &mut [V; N], kinds: &[u8; N]) {
     // SAFETY: the caller upholds the `Vector` contract.
     unsafe {
-        let one = V::splat(1.0);
         let zero = V::splat(0.0);
-        // y = -|x| in [-104, 0]; the clamp keeps NaN (second operand).
-        let y = V::splat(EXP_MIN_ARG).max(zero.sub(x.abs()));
-        let (n, p) = expm1_reduced(y);
-        // n in [-150, 0]: 2^n itself may be subnormal, so scale in two
-        // normal halves; the last multiply is the only rounding when the
-        // result is subnormal.
-        let n1 = n.mul(V::splat(0.5)).round();
-        let s1 = n1.pow2i();
-        let s2 = n.sub(n1).pow2i();
-        let t = V::fma(s1, p, s1).mul(s2);
-        let num = V::select(x.lt(zero), t, one);
-        num.div(one.add(t))
+        // Reduced argument: sigmoid wants e^y with y = -|x| in [-104, 0];
+        // tanh wants expm1(y) with y = 2 min(|x|, 9.5). Both clamps keep
+        // NaN (the value is the second operand).
+        let mut y = [zero; N];
+        for e in 0..N {
+            let a = x[e].abs();
+            y[e] = match kinds[e] {
+                SIGMOID => V::splat(EXP_MIN_ARG).max(zero.sub(a)),
+                TANH => {
+                    let a = V::splat(TANH_SATURATION).min(a);
+                    a.add(a)
+                }
+                _ => zero,
+            };
+        }
+        // y = n ln2 + r, |r| <= ln2 / 2; p = expm1(r).
+        let mut n = [zero; N];
+        let mut r = [zero; N];
+        for e in 0..N {
+            if kinds[e] != SKIP {
+                n[e] = y[e].mul(V::splat(LOG2E)).round();
+            }
+        }
+        for e in 0..N {
+            if kinds[e] != SKIP {
+                r[e] = V::fma(n[e], V::splat(-LN2_HI), y[e]);
+            }
+        }
+        for e in 0..N {
+            if kinds[e] != SKIP {
+                r[e] = V::fma(n[e], V::splat(-LN2_LO), r[e]);
+            }
+        }
+        let mut p = [zero; N];
+        for e in 0..N {
+            if kinds[e] != SKIP {
+                p[e] = V::fma(V::splat(P5), r[e], V::splat(P4));
+            }
+        }
+        for c in [P3, P2, P1, P0] {
+            for e in 0..N {
+                if kinds[e] != SKIP {
+                    p[e] = V::fma(p[e], r[e], V::splat(c));
+                }
+            }
+        }
+        for e in 0..N {
+            if kinds[e] != SKIP {
+                p[e] = V::fma(p[e], r[e].mul(r[e]), r[e]);
+            }
+        }
+        // Reconstruction.
+        let one = V::splat(1.0);
+        for e in 0..N {
+            match kinds[e] {
+                SIGMOID => {
+                    // n in [-150, 0]: 2^n may be subnormal, so scale in two
+                    // normal halves; the last multiply is then the only
+                    // rounding when the result is subnormal.
+                    let n1 = n[e].mul(V::splat(0.5)).round();
+                    let s1 = n1.pow2i();
+                    let s2 = n[e].sub(n1).pow2i();
+                    // t = e^-|x|; sigmoid = 1/(1+t) for x >= 0, t/(1+t) else.
+                    let t = V::fma(s1, p[e], s1).mul(s2);
+                    let num = V::select(x[e].lt(zero), t, one);
+                    x[e] = num.div(one.add(t));
+                }
+                TANH => {
+                    // n in [0, 28]: 2^n is normal. e = expm1(2|x|),
+                    // tanh|x| = e / (e + 2), sign restored by a bit flip.
+                    let s = n[e].pow2i();
+                    let em1 = V::fma(s, p[e], s.sub(one));
+                    x[e] = em1.div(em1.add(V::splat(2.0))).xor_sign(x[e]);
+                }
+                _ => {}
+            }
+        }
     }
 }
 
-/// Hyperbolic tangent.
-///
-/// # Safety
-/// The [`Vector`] contract (the CPU supports `V`'s ISA).
-#[inline(always)]
-pub(crate) unsafe fn tanh<V: Vector>(x: V) -> V {
-    // SAFETY: the caller upholds the `Vector` contract.
-    unsafe {
-        let a = V::splat(TANH_SATURATION).min(x.abs());
-        let (n, p) = expm1_reduced(a.add(a));
-        // n in [0, 28]: 2^n is a normal number.
-        let s = n.pow2i();
-        let e = V::fma(s, p, s.sub(V::splat(1.0)));
-        e.div(e.add(V::splat(2.0))).xor_sign(x)
-    }
-}
-
-/// `dst[i] = f(src[i])` for `i < n`, `f` chosen by `OP`; `src == dst` is
-/// allowed. The tail shorter than a vector goes through a stack buffer, so
-/// the very same vector code computes it.
+/// `dst[i] = f(src[i])` for `i < n`, `f` = `OP` ([`SIGMOID`] or [`TANH`]);
+/// `src == dst` is allowed. Four vectors per step keep four chains in
+/// flight; the tail shorter than a vector goes through a stack buffer, so
+/// the very same code computes it.
 ///
 /// # Safety
 /// The [`Vector`] contract; `src` valid for `n` reads and `dst` for `n`
@@ -115,41 +154,34 @@ pub(crate) unsafe fn tanh<V: Vector>(x: V) -> V {
 #[inline(always)]
 pub(crate) unsafe fn map<V: Vector, const OP: u8>(src: *const f32, dst: *mut f32, n: usize) {
     const MAX_LANES: usize = 16;
+    const UNROLL: usize = 4;
     assert!(V::LANES <= MAX_LANES);
-    #[inline(always)]
-    unsafe fn apply<V: Vector, const OP: u8>(x: V) -> V {
-        // SAFETY: forwarded `Vector` contract.
-        unsafe {
-            if OP == SIGMOID {
-                sigmoid(x)
-            } else {
-                tanh(x)
-            }
-        }
-    }
     let l = V::LANES;
+    let kinds = [OP; UNROLL];
     let mut i = 0;
     // SAFETY: every access is at an index below `n`, within the caller's
     // ranges; the tail buffer holds MAX_LANES >= LANES floats.
     unsafe {
-        while i + 2 * l <= n {
-            // Two independent vectors in flight hide the division latency.
-            let a = apply::<V, OP>(V::load(src.add(i)));
-            let b = apply::<V, OP>(V::load(src.add(i + l)));
-            a.store(dst.add(i));
-            b.store(dst.add(i + l));
-            i += 2 * l;
+        while i + UNROLL * l <= n {
+            let mut x = [V::splat(0.0); UNROLL];
+            for (u, x) in x.iter_mut().enumerate() {
+                *x = V::load(src.add(i + u * l));
+            }
+            activate(&mut x, &kinds);
+            for (u, x) in x.iter().enumerate() {
+                x.store(dst.add(i + u * l));
+            }
+            i += UNROLL * l;
         }
-        while i + l <= n {
-            apply::<V, OP>(V::load(src.add(i))).store(dst.add(i));
-            i += l;
-        }
-        if i < n {
+        while i < n {
             let mut buf = [0.0f32; MAX_LANES];
-            let rest = n - i;
+            let rest = (n - i).min(l);
             std::ptr::copy_nonoverlapping(src.add(i), buf.as_mut_ptr(), rest);
-            apply::<V, OP>(V::load(buf.as_ptr())).store(buf.as_mut_ptr());
+            let mut x = [V::load(buf.as_ptr())];
+            activate(&mut x, &[OP]);
+            x[0].store(buf.as_mut_ptr());
             std::ptr::copy_nonoverlapping(buf.as_ptr(), dst.add(i), rest);
+            i += rest;
         }
     }
 }

@@ -15,7 +15,7 @@
 use std::ops::Range;
 use std::ptr::NonNull;
 
-use crate::activations::{sigmoid, tanh};
+use crate::activations::{activate, SIGMOID, SKIP, TANH};
 use crate::vector::Vector;
 
 /// Cell options of a step.
@@ -124,35 +124,49 @@ unsafe impl Send for BackwardRaw {}
 unsafe impl Sync for BackwardRaw {}
 
 /// `R` rows from `r0`, `T` tiles from `t0`: the register-blocked gate sums,
-/// then the fused epilogue. `W` = vectors per panel row = `4U / LANES`.
+/// then the fused epilogue. `NV` = vectors per gate in a tile (`U / LANES`),
+/// `W = 4 NV` = vectors per panel row, `M = R T W` = accumulators (passed
+/// because stable Rust cannot compute array lengths from const
+/// parameters). `PEEP`: whether `a.peep` is set.
 ///
 /// # Safety
 /// The [`Vector`] contract, `a` satisfies the [`StepRaw`] contract,
 /// `r0 + R <= a.rows` and `t0 + T <= a.tiles.end`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices address several arrays at once
-pub(crate) unsafe fn block<V: Vector, const W: usize, const R: usize, const T: usize>(
+pub(crate) unsafe fn block<
+    V: Vector,
+    const NV: usize,
+    const W: usize,
+    const R: usize,
+    const T: usize,
+    const M: usize,
+    const PEEP: bool,
+>(
     a: &StepRaw,
     r0: usize,
     t0: usize,
 ) {
+    debug_assert!(W == 4 * NV && M == R * T * W);
     let l = V::LANES;
     let u4 = W * l;
-    let u = u4 / 4;
-    let nv = W / 4;
+    let u = NV * l;
+    // Flat index of gate vector `j` of tile `t` of row `r` in `acc`.
+    let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
     // SAFETY: every offset below is inside the ranges the `StepRaw`
     // contract describes: rows r0..r0+R < rows, tiles t0..t0+T within the
     // layer, kk < k, and in-tile offsets below 4U (zx, w, gates) or U (c,
     // h_out) or 3U (peep).
     unsafe {
-        let mut acc = [[[V::splat(0.0); W]; T]; R];
+        let zero = V::splat(0.0);
+        let mut acc = [zero; M];
         let mut wp = [a.w; T];
         for t in 0..T {
             wp[t] = a.w.add((t0 + t) * a.k * u4);
             for r in 0..R {
                 let z = a.zx.add((r0 + r) * a.ld_zx + (t0 + t) * u4);
                 for j in 0..W {
-                    acc[r][t][j] = V::load(z.add(j * l));
+                    acc[at(r, t, j)] = V::load(z.add(j * l));
                 }
             }
         }
@@ -161,62 +175,97 @@ pub(crate) unsafe fn block<V: Vector, const W: usize, const R: usize, const T: u
             *p = a.h_prev.add((r0 + r) * a.ld_h_prev);
         }
         for kk in 0..a.k {
-            let mut w = [[V::splat(0.0); W]; T];
+            // Broadcasts first, then one weight vector at a time feeding
+            // every row: R + 1 live registers besides the accumulators
+            // (16 in all for AVX2 with R = 3), so nothing spills.
+            let mut hb = [zero; R];
+            for r in 0..R {
+                hb[r] = V::splat(*hp[r].add(kk));
+            }
             for t in 0..T {
                 for j in 0..W {
-                    w[t][j] = V::load(wp[t].add(kk * u4 + j * l));
-                }
-            }
-            for r in 0..R {
-                let hb = V::splat(*hp[r].add(kk));
-                for t in 0..T {
-                    for j in 0..W {
-                        acc[r][t][j] = V::fma(hb, w[t][j], acc[r][t][j]);
+                    let w = V::load(wp[t].add(kk * u4 + j * l));
+                    for r in 0..R {
+                        acc[at(r, t, j)] = V::fma(hb[r], w, acc[at(r, t, j)]);
                     }
                 }
             }
         }
 
+        // Epilogue, in two rounds of activations over the whole block so
+        // that their long dependency chains overlap. Round 1: i, g, f (and
+        // o when there is no peephole, which would need the new c).
+        let gate = |e: usize| (e % W) / NV;
+        let kinds1: [u8; M] = std::array::from_fn(|e| match gate(e) {
+            1 => TANH,
+            3 if PEEP => SKIP,
+            _ => SIGMOID,
+        });
+        let mut c_prev = [zero; M]; // slot at(r, t, v), v < NV
+        let peep = |t: usize, v: usize| a.peep.unwrap().as_ptr().add((t0 + t) * 3 * u + v * l);
         let fb = V::splat(a.forget_bias);
+        for r in 0..R {
+            for t in 0..T {
+                for v in 0..NV {
+                    let cp = V::load(a.c.add((r0 + r) * a.ld_c + (t0 + t) * u + v * l));
+                    c_prev[at(r, t, v)] = cp;
+                    let (ei, ef) = (at(r, t, v), at(r, t, 2 * NV + v));
+                    acc[ef] = acc[ef].add(fb);
+                    if PEEP {
+                        let p = peep(t, v);
+                        acc[ei] = V::fma(V::load(p), cp, acc[ei]);
+                        acc[ef] = V::fma(V::load(p.add(u)), cp, acc[ef]);
+                    }
+                }
+            }
+        }
+        let zo = acc; // pre-activations of o, kept for the peephole case
+        activate(&mut acc, &kinds1);
+
+        // The new cell, then round 2: tanh(c) (and o with its peephole).
+        let kinds2: [u8; M] = std::array::from_fn(|e| match gate(e) {
+            0 if PEEP => SIGMOID,
+            1 => TANH,
+            _ => SKIP,
+        });
+        let mut x2 = [zero; M]; // at(r, t, v): o pre-activation; at(r, t, NV + v): c
         let clip = V::splat(a.cell_clip);
         let neg_clip = V::splat(-a.cell_clip);
         let do_clip = a.cell_clip != f32::INFINITY;
         for r in 0..R {
-            let row = r0 + r;
             for t in 0..T {
-                let tile = t0 + t;
-                for v in 0..nv {
-                    let unit = tile * u + v * l;
-                    let cp = a.c.add(row * a.ld_c + unit);
-                    let c_prev = V::load(cp);
-                    let mut zi = acc[r][t][v];
-                    let zj = acc[r][t][nv + v];
-                    let mut zf = acc[r][t][2 * nv + v].add(fb);
-                    let mut zo = acc[r][t][3 * nv + v];
-                    let peep = a.peep.map(|p| p.as_ptr().add(tile * 3 * u + v * l));
-                    if let Some(p) = peep {
-                        zi = V::fma(V::load(p), c_prev, zi);
-                        zf = V::fma(V::load(p.add(u)), c_prev, zf);
-                    }
-                    let i = sigmoid(zi);
-                    let g = tanh(zj);
-                    let f = sigmoid(zf);
-                    let mut c = V::fma(f, c_prev, i.mul(g));
+                for v in 0..NV {
+                    let e = at(r, t, v);
+                    let (i, g, f) = (acc[e], acc[e + NV], acc[e + 2 * NV]);
+                    let mut c = V::fma(f, c_prev[e], i.mul(g));
                     if do_clip {
                         c = clip.min(neg_clip.max(c));
                     }
-                    if let Some(p) = peep {
-                        zo = V::fma(V::load(p.add(2 * u)), c, zo);
+                    x2[e + NV] = c;
+                    if PEEP {
+                        let po = V::load(peep(t, v).add(2 * u));
+                        x2[e] = V::fma(po, c, zo[e + 3 * NV]);
                     }
-                    let o = sigmoid(zo);
-                    let m = o.mul(tanh(c));
-                    c.store(cp);
-                    m.store(a.h_out.add(row * a.ld_h_out + unit));
+                }
+            }
+        }
+        let cells = x2;
+        activate(&mut x2, &kinds2);
+        for r in 0..R {
+            let row = r0 + r;
+            for t in 0..T {
+                for v in 0..NV {
+                    let e = at(r, t, v);
+                    let o = if PEEP { x2[e] } else { acc[e + 3 * NV] };
+                    let unit = (t0 + t) * u + v * l;
+                    cells[e + NV].store(a.c.add(row * a.ld_c + unit));
+                    o.mul(x2[e + NV])
+                        .store(a.h_out.add(row * a.ld_h_out + unit));
                     if let Some(gp) = a.gates {
-                        let gp = gp.as_ptr().add(row * a.ld_gates + tile * u4 + v * l);
-                        i.store(gp);
-                        g.store(gp.add(u));
-                        f.store(gp.add(2 * u));
+                        let gp = gp.as_ptr().add(row * a.ld_gates + (t0 + t) * u4 + v * l);
+                        acc[e].store(gp);
+                        acc[e + NV].store(gp.add(u));
+                        acc[e + 2 * NV].store(gp.add(2 * u));
                         o.store(gp.add(3 * u));
                     }
                 }
@@ -236,7 +285,7 @@ pub(crate) unsafe fn block<V: Vector, const W: usize, const R: usize, const T: u
 macro_rules! step_kernel {
     (
         $(#[$attr:meta])*
-        fn $name:ident, $V:ty, W = $W:literal, MR = $MR:literal,
+        fn $name:ident, $V:ty, NV = $NV:literal, MR = $MR:literal,
         group = [$($gr:literal => $gt:literal),*],
         blocks = [$(($br:literal, $bt:literal)),*]
     ) => {
@@ -247,8 +296,16 @@ macro_rules! step_kernel {
                 // SAFETY: forwarded from the entry point's contract; the
                 // driver below keeps r0 + r <= rows and t0 + t <= tiles.end.
                 unsafe {
-                    match (r, t) {
-                        $(($br, $bt) => $crate::cell::block::<$V, $W, $br, $bt>(a, r0, t0),)*
+                    const W: usize = 4 * $NV;
+                    match (r, t, a.peep.is_some()) {
+                        $(
+                            ($br, $bt, true) => $crate::cell::block::<
+                                $V, $NV, W, $br, $bt, { $br * $bt * W }, true
+                            >(a, r0, t0),
+                            ($br, $bt, false) => $crate::cell::block::<
+                                $V, $NV, W, $br, $bt, { $br * $bt * W }, false
+                            >(a, r0, t0),
+                        )*
                         _ => unreachable!("no block for {} rows x {} tiles", r, t),
                     }
                 }
@@ -341,7 +398,9 @@ pub(crate) unsafe fn backward<V: Vector, const W: usize>(a: &BackwardRaw) {
                     } else {
                         cu
                     };
-                    let th = tanh(c);
+                    let mut th = [c];
+                    activate(&mut th, &[TANH]);
+                    let th = th[0];
                     // d(sigmoid) = s (1 - s), d(tanh) = 1 - t^2.
                     let da_o = dm.mul(th).mul(o.mul(one.sub(o)));
                     let mut dc = V::fma(dm.mul(o), one.sub(th.mul(th)), dc_next);

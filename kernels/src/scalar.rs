@@ -111,7 +111,7 @@ pub(crate) const MR: usize = 2;
 crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
-    fn step, f32, W = 16, MR = 2, group = [1 => 2],
+    fn step, f32, NV = 4, MR = 2, group = [1 => 2],
     blocks = [(2, 1), (1, 1), (1, 2)]
 }
 

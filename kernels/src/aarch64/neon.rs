@@ -99,7 +99,7 @@ crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "neon")]
-    fn step, float32x4_t, W = 4, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
+    fn step, float32x4_t, NV = 1, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
 }
 

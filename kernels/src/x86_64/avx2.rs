@@ -98,7 +98,7 @@ crate::cell::step_kernel! {
     /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
     /// contract.
     #[target_feature(enable = "avx2,fma")]
-    fn step, __m256, W = 4, MR = 3, group = [1 => 3],
+    fn step, __m256, NV = 1, MR = 3, group = [1 => 3],
     blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
 }
 

@@ -106,7 +106,7 @@ crate::cell::step_kernel! {
     /// The CPU supports AVX-512F; `a` satisfies the
     /// [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "avx512f")]
-    fn step, __m512, W = 4, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
+    fn step, __m512, NV = 1, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
 }
 

@@ -1,0 +1,167 @@
+//! The benchmark runner: `cargo run --release --example bench -- --shape NAME|all
+//! --work forward|train|all|sgemm --threads N --reps K`.
+//!
+//! `--work sgemm` times only the forward pass's matrix products through the crate's sgemm
+//! (the ceiling a BLAS-based LSTM cannot beat; build with `--features openblas` for
+//! OpenBLAS's).
+//!
+//! Prints one JSON line per shape and work:
+//! `{"shape":..., "work":..., "threads":..., "median_s":..., "gflops":...}`
+//! (FLOPs as the shared `BENCH_SHAPES.md` counts them).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use lstm_kernels::bench::{sgemm_ceiling_once, BenchShape, SgemmBuffers, Work, SHAPES};
+use lstm_kernels::{LstmOptions, Workspace};
+
+struct Args {
+    /// `--work sgemm`: time only the forward's matrix products through the crate's sgemm.
+    sgemm: bool,
+    shapes: Vec<&'static BenchShape>,
+    works: Vec<Work>,
+    threads: usize,
+    reps: usize,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut shape = "all".to_string();
+    let mut work = "all".to_string();
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut reps = 20;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--shape" => shape = value()?,
+            "--work" => work = value()?,
+            "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--reps" => reps = value()?.parse().map_err(|e| format!("--reps: {e}"))?,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let shapes = if shape == "all" {
+        SHAPES.iter().collect()
+    } else {
+        shape
+            .split(',')
+            .map(|n| BenchShape::by_name(n).ok_or(format!("unknown shape `{n}`")))
+            .collect::<Result<_, _>>()?
+    };
+    let works = match work.as_str() {
+        "all" => vec![Work::Forward, Work::Train],
+        "forward" => vec![Work::Forward],
+        "train" => vec![Work::Train],
+        "sgemm" => vec![Work::Forward],
+        other => return Err(format!("unknown work `{other}` (forward, train or all)")),
+    };
+    if threads == 0 || reps == 0 {
+        return Err("--threads and --reps must be at least 1".into());
+    }
+    Ok(Args {
+        shapes,
+        works,
+        threads,
+        reps,
+        sgemm: work == "sgemm",
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn forward(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
+    let lstm = shape
+        .lstm(LstmOptions {
+            isa: None,
+            threads: Some(threads),
+        })
+        .map_err(|e| e.to_string())?;
+    let data = shape.input();
+    let lengths = shape.lengths();
+    let input = shape.forward_input(&data, &lengths);
+    let mut ws = Workspace::new(&lstm.weights().spec().clone(), shape.batch, shape.steps);
+    // Warm-up: sizes the workspace and brings the weights into cache.
+    for _ in 0..3 {
+        lstm.forward_inference(&input, &mut ws)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        lstm.forward_inference(&input, &mut ws)
+            .map_err(|e| e.to_string())?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
+
+fn sgemm_ceiling(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut bufs = SgemmBuffers::default();
+    pool.install(|| {
+        for _ in 0..3 {
+            sgemm_ceiling_once(shape, threads, &mut bufs);
+        }
+        Ok(median(
+            (0..reps)
+                .map(|_| sgemm_ceiling_once(shape, threads, &mut bufs))
+                .collect(),
+        ))
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            eprintln!(
+                "usage: bench --shape NAME|all --work forward|train|all --threads N --reps K"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    for shape in &args.shapes {
+        for &work in &args.works {
+            if !shape.works.contains(&work) {
+                continue;
+            }
+            let result = match work {
+                Work::Forward if args.sgemm => sgemm_ceiling(shape, args.threads, args.reps),
+                Work::Forward => forward(shape, args.threads, args.reps),
+                Work::Train => Err("training is not implemented yet".to_string()),
+            };
+            match result {
+                Ok(median_s) => println!(
+                    "{{\"shape\":\"{}\",\"work\":\"{}\",\"threads\":{},\"median_s\":{:.6e},\"gflops\":{:.2}}}",
+                    shape.name,
+                    if args.sgemm { "sgemm" } else { work.name() },
+                    args.threads,
+                    median_s,
+                    shape.flops(work) / median_s / 1e9
+                ),
+                Err(e) => {
+                    eprintln!("bench: {} {}: {e}", shape.name, work.name());
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
