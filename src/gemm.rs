@@ -5,6 +5,63 @@
 //! transposed `B` the `gemm` crate falls off its fast path, so the crate never asks it
 //! for one.
 
+/// A borrowed row-major matrix operand: `op(X)` is `X` or, when `trans`, its transpose.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    /// Row stride of the stored matrix.
+    pub ld: usize,
+    pub trans: bool,
+}
+
+impl<'a> Operand<'a> {
+    /// The stored matrix as is.
+    pub fn n(data: &'a [f32], ld: usize) -> Self {
+        Operand {
+            data,
+            ld,
+            trans: false,
+        }
+    }
+    /// The transpose of the stored matrix.
+    pub fn t(data: &'a [f32], ld: usize) -> Self {
+        Operand {
+            data,
+            ld,
+            trans: true,
+        }
+    }
+    /// Checks that `op(self)` can be `rows x cols`.
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        let (sr, sc) = if self.trans {
+            (cols, rows)
+        } else {
+            (rows, cols)
+        };
+        assert!(
+            self.ld >= sc && self.data.len() >= (sr - 1) * self.ld + sc,
+            "sgemm: {what} too small"
+        );
+    }
+    /// (row stride, column stride) of `op(self)`.
+    fn strides(&self) -> (isize, isize) {
+        if self.trans {
+            (1, self.ld as isize)
+        } else {
+            (self.ld as isize, 1)
+        }
+    }
+    /// The operand from row `i` of `op(self)` on (the OpenBLAS backend's row blocks).
+    #[cfg_attr(not(feature = "openblas"), allow(dead_code))]
+    fn from_row(&self, i: usize) -> Operand<'a> {
+        let off = if self.trans { i } else { i * self.ld };
+        Operand {
+            data: &self.data[off..],
+            ..*self
+        }
+    }
+}
+
 /// `c[m, n] = a[m, k] · b[k, n]`, or `c += a · b` when `accumulate`; row-major with leading
 /// dimensions `lda`, `ldb`, `ldc`. `threads` caps the threads used (1 = this thread only).
 ///
@@ -14,11 +71,35 @@
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(
     threads: usize,
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     a: &[f32],
     lda: usize,
     b: &[f32],
     ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    gemm_op(
+        threads,
+        mnk,
+        Operand::n(a, lda),
+        Operand::n(b, ldb),
+        c,
+        ldc,
+        accumulate,
+    );
+}
+
+/// `c[m, n] (+)= op(a)[m, k] · op(b)[k, n]`, row-major, `c` with row stride `ldc`.
+///
+/// # Panics
+/// As [`sgemm`].
+pub(crate) fn gemm_op(
+    threads: usize,
+    (m, n, k): (usize, usize, usize),
+    a: Operand<'_>,
+    b: Operand<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -36,26 +117,17 @@ pub(crate) fn sgemm(
         }
         return;
     }
-    assert!(
-        lda >= k && a.len() >= (m - 1) * lda + k,
-        "sgemm: a too small"
-    );
-    assert!(
-        ldb >= n && b.len() >= (k - 1) * ldb + n,
-        "sgemm: b too small"
-    );
-    backend(threads, (m, n, k), a, lda, b, ldb, c, ldc, accumulate);
+    a.check(m, k, "a");
+    b.check(k, n, "b");
+    backend(threads, (m, n, k), a, b, c, ldc, accumulate);
 }
 
 #[cfg(not(feature = "openblas"))]
-#[allow(clippy::too_many_arguments)]
 fn backend(
     threads: usize,
     (m, n, k): (usize, usize, usize),
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -65,9 +137,10 @@ fn backend(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: `sgemm` checked that `a` holds m rows of k (stride lda), `b` k rows of n
-    // (stride ldb) and `c` m rows of n (stride ldc); the strides below address exactly
-    // those elements, and `c` is borrowed mutably so nothing else aliases it.
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
+    // SAFETY: `gemm_op` checked that op(a) is m x k, op(b) k x n and c m rows of n (stride
+    // ldc) within their slices; the strides below address exactly those elements, and `c`
+    // is borrowed mutably so nothing else aliases it.
     unsafe {
         gemm::gemm(
             m,
@@ -77,12 +150,12 @@ fn backend(
             1,
             ldc as isize,
             accumulate,
-            a.as_ptr(),
-            1,
-            lda as isize,
-            b.as_ptr(),
-            1,
-            ldb as isize,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
             1.0,
             1.0,
             false,
@@ -100,14 +173,11 @@ fn backend(
 const OPENBLAS_ROWS: usize = 256;
 
 #[cfg(feature = "openblas")]
-#[allow(clippy::too_many_arguments)]
 fn backend(
     threads: usize,
     (m, n, k): (usize, usize, usize),
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -121,24 +191,31 @@ fn backend(
     // the `openblas` feature (see build.rs).
     SINGLE_THREADED.call_once(|| unsafe { openblas_set_num_threads(1) });
     let dim = |x: usize| i32::try_from(x).expect("sgemm: dimension above i32::MAX");
+    let op = |t: bool| {
+        if t {
+            cblas::Transpose::Ordinary
+        } else {
+            cblas::Transpose::None
+        }
+    };
     let block = |(i, c): (usize, &mut [f32])| {
         let rows = OPENBLAS_ROWS.min(m - i * OPENBLAS_ROWS);
-        // SAFETY: `sgemm` checked that `a` holds m rows of k (stride lda), `b` k rows of n
-        // (stride ldb), `c` m rows of n (stride ldc); this call reads rows
-        // i*OPENBLAS_ROWS.. of `a` and writes the same rows of `c`, its own chunk.
+        let a = a.from_row(i * OPENBLAS_ROWS);
+        // SAFETY: `gemm_op` checked the operands' extents; this call reads rows
+        // i*OPENBLAS_ROWS.. of op(a) and writes the same rows of `c`, its own chunk.
         unsafe {
             cblas::sgemm(
                 cblas::Layout::RowMajor,
-                cblas::Transpose::None,
-                cblas::Transpose::None,
+                op(a.trans),
+                op(b.trans),
                 dim(rows),
                 dim(n),
                 dim(k),
                 1.0,
-                &a[i * OPENBLAS_ROWS * lda..],
-                dim(lda),
-                b,
-                dim(ldb),
+                a.data,
+                dim(a.ld),
+                b.data,
+                dim(b.ld),
                 if accumulate { 1.0 } else { 0.0 },
                 c,
                 dim(ldc),
@@ -180,6 +257,32 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn transposed_operands() {
+        let mut rng = SplitMix64::new(7);
+        for &(m, n, k) in &[(5, 7, 3), (300, 40, 65), (1, 9, 200)] {
+            let a = rng.uniform_vec(m * k, -1.0, 1.0); // [m, k]
+            let b = rng.uniform_vec(k * n, -1.0, 1.0); // [k, n]
+            let want = naive(m, n, k, &a, k, &b, n);
+            let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect(); // [k, m]
+            let bt: Vec<f32> = (0..n * k).map(|x| b[(x % k) * n + x / k]).collect(); // [n, k]
+            for (ao, bo) in [
+                (Operand::t(&at, m), Operand::n(&b, n)),
+                (Operand::n(&a, k), Operand::t(&bt, k)),
+                (Operand::t(&at, m), Operand::t(&bt, k)),
+            ] {
+                for threads in [1, 2] {
+                    let mut c = vec![0.0; m * n];
+                    gemm_op(threads, (m, n, k), ao, bo, &mut c, n, false);
+                    for (g, w) in c.iter().zip(&want) {
+                        let tol = 4.0 * k as f64 * f64::from(f32::EPSILON) + 1e-6;
+                        assert!((f64::from(*g) - w).abs() <= tol, "{m}x{n}x{k}: {g} vs {w}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

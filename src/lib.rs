@@ -50,6 +50,7 @@ pub mod error;
 pub mod forward;
 mod gemm;
 pub mod golden;
+pub mod lm;
 mod lstm;
 mod packed;
 pub mod reference;

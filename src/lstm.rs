@@ -17,7 +17,7 @@ use crate::barrier::SpinBarrier;
 use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, Workspace};
 use crate::gemm::sgemm;
-use crate::packed::{pack_all, PackedCell};
+use crate::packed::{pack_all, repack_into, PackedCell};
 use crate::reference::row_index;
 use crate::schedule::Schedule;
 use crate::weights::LstmWeights;
@@ -134,6 +134,30 @@ impl Lstm {
     /// The weights, in the crate's canonical layout.
     pub fn weights(&self) -> &LstmWeights {
         &self.weights
+    }
+
+    /// Changes the weights in place (an optimiser step) and repacks them into the
+    /// kernels' buffers, which are reused: `f` must keep the spec.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `f` replaced the weights by ones of another spec (the
+    /// weights are then left as `f` made them, and the packed copy as it was).
+    pub fn update_weights(&mut self, f: impl FnOnce(&mut LstmWeights) -> Result<()>) -> Result<()> {
+        let spec = self.weights.spec().clone();
+        f(&mut self.weights)?;
+        if *self.weights.spec() != spec {
+            return Err(Error::Config("update_weights changed the spec".into()));
+        }
+        repack_into(&mut self.cells, &self.weights, &self.kernels);
+        Ok(())
+    }
+
+    /// One SGD step: `weights -= learning_rate * gradients`, then repack.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `gradients` has another spec.
+    pub fn sgd_step(&mut self, gradients: &LstmWeights, learning_rate: f32) -> Result<()> {
+        self.update_weights(|w| w.add_scaled(gradients, -learning_rate))
     }
 
     /// The instruction set the kernels use.

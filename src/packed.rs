@@ -1,6 +1,8 @@
 //! Weights repacked once, at load time, into the order the SIMD kernels read.
 
-use lstm_kernels_simd::{pack_gate_columns, pack_peepholes, Kernels};
+use lstm_kernels_simd::{
+    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_recurrent_into, Kernels,
+};
 
 use crate::spec::LstmSpec;
 use crate::weights::LstmWeights;
@@ -66,4 +68,22 @@ pub(crate) fn pack_all(
             }
         })
         .collect()
+}
+
+/// Repacks changed weights into the existing buffers, without allocating the big ones.
+pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kernels: &Kernels) {
+    let u = kernels.unit_tile();
+    for (k, p) in cells.iter_mut().enumerate() {
+        let w = weights.cell(k);
+        let (h, r, input) = (p.hidden, p.recurrent, p.input);
+        pack_gate_columns_into(w.input_weights(), input, h, u, &mut p.w_x);
+        pack_gate_columns_into(w.bias(), 1, h, u, &mut p.bias);
+        pack_recurrent_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
+        if let (Some(dst), Some([wi, wf, wo])) = (p.peepholes.as_mut(), w.peepholes()) {
+            dst.copy_from_slice(&pack_peepholes(wi, wf, wo, h, u));
+        }
+        if let (Some(dst), Some(src)) = (p.projection.as_mut(), w.projection()) {
+            dst.copy_from_slice(src);
+        }
+    }
 }

@@ -298,6 +298,73 @@ impl LstmWeights {
         &self.cells[k]
     }
 
+    /// Every tensor of every cell, mutably, in a fixed order (for optimisers).
+    fn tensors_mut(&mut self) -> impl Iterator<Item = &mut Vec<f32>> {
+        self.cells.iter_mut().flat_map(|c| {
+            let mut v = vec![&mut c.input_weights, &mut c.recurrent_weights, &mut c.bias];
+            if let Some([a, b, d]) = c.peepholes.as_mut() {
+                v.extend([a, b, d]);
+            }
+            if let Some(p) = c.projection.as_mut() {
+                v.push(p);
+            }
+            v
+        })
+    }
+
+    /// Every tensor of every cell, in the order of `tensors_mut`.
+    fn tensors_ref(&self) -> impl Iterator<Item = &Vec<f32>> {
+        self.cells.iter().flat_map(|c| {
+            let mut v = vec![&c.input_weights, &c.recurrent_weights, &c.bias];
+            if let Some([a, b, d]) = c.peepholes.as_ref() {
+                v.extend([a, b, d]);
+            }
+            if let Some(p) = c.projection.as_ref() {
+                v.push(p);
+            }
+            v
+        })
+    }
+
+    /// `self += alpha * other` element by element: an SGD step is
+    /// `weights.add_scaled(&gradients, -learning_rate)`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `other` was made for another spec.
+    pub fn add_scaled(&mut self, other: &LstmWeights, alpha: f32) -> Result<()> {
+        if self.spec != other.spec {
+            return Err(Error::Config(
+                "add_scaled: the two weight sets have different specs".into(),
+            ));
+        }
+        for (a, b) in self.tensors_mut().zip(other.tensors_ref()) {
+            a.iter_mut().zip(b).for_each(|(x, &y)| *x += alpha * y);
+        }
+        Ok(())
+    }
+
+    /// Multiplies every element by `alpha` (gradient clipping).
+    pub fn scale(&mut self, alpha: f32) {
+        for a in self.tensors_mut() {
+            a.iter_mut().for_each(|x| *x *= alpha);
+        }
+    }
+
+    /// The sum of the squares of every element, in f64 (for global-norm clipping).
+    pub fn sum_of_squares(&self) -> f64 {
+        self.tensors_ref()
+            .flat_map(|v| v.iter())
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum()
+    }
+
+    /// Sets every element to zero, keeping the buffers.
+    pub fn fill_zero(&mut self) {
+        for a in self.tensors_mut() {
+            a.fill(0.0);
+        }
+    }
+
     /// Replaces cell `k`'s tensors (already in the canonical layout and of the right
     /// sizes); for gradients, which share the weights' shapes.
     pub(crate) fn set_cell(

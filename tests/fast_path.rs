@@ -176,3 +176,40 @@ fn large_layer_is_bitwise_identical_across_threads() {
         assert!(run(2) == one, "{isa:?}: 2 threads differ from 1");
     }
 }
+
+/// An SGD step repacks in place: the updated `Lstm` computes exactly what one built from
+/// the updated weights computes.
+#[test]
+fn sgd_step_repacks_the_kernels_weights() {
+    let spec = LstmSpec::builder(5, &[9, 6])
+        .peepholes(true)
+        .proj_sizes(&[Some(4), None])
+        .build()
+        .unwrap();
+    let w = LstmWeights::random_uniform(&spec, 0.5, 1);
+    let g = LstmWeights::random_uniform(&spec, 1.0, 2);
+    let (b, t) = (3, 4);
+    let x = random_input(b * t * 5, 3);
+    for isa in isas() {
+        let opts = LstmOptions {
+            isa: Some(isa),
+            threads: Some(1),
+        };
+        let mut lstm = lstm_kernels::Lstm::with_options(w.clone(), opts).unwrap();
+        lstm.sgd_step(&g, 0.3).unwrap();
+        let mut expect = w.clone();
+        expect.add_scaled(&g, -0.3).unwrap();
+        assert_eq!(lstm.weights(), &expect);
+        let run = |l: &lstm_kernels::Lstm| {
+            let mut ws = lstm_kernels::Workspace::new(&spec, b, t);
+            l.forward_inference(&lstm_kernels::ForwardInput::new(&x, b, t), &mut ws)
+                .unwrap();
+            ws.output().to_vec()
+        };
+        let fresh = lstm_kernels::Lstm::with_options(expect, opts).unwrap();
+        assert!(run(&lstm) == run(&fresh), "{isa:?}");
+        let other =
+            LstmWeights::random_uniform(&LstmSpec::builder(5, &[9]).build().unwrap(), 1.0, 3);
+        assert!(lstm.sgd_step(&other, 0.1).is_err());
+    }
+}

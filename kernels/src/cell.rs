@@ -123,6 +123,9 @@ unsafe impl Send for BackwardRaw {}
 // SAFETY: as for `StepRaw`.
 unsafe impl Sync for BackwardRaw {}
 
+/// How many panel rows ahead the step kernel prefetches.
+const PREFETCH_ROWS: usize = 16;
+
 /// `R` rows from `r0`, `T` tiles from `t0`: the register-blocked gate sums,
 /// then the fused epilogue. `NV` = vectors per gate in a tile (`U / LANES`),
 /// `W = 4 NV` = vectors per panel row, `M = R T W` = accumulators (passed
@@ -181,6 +184,16 @@ pub(crate) unsafe fn block<
             let mut hb = [zero; R];
             for r in 0..R {
                 hb[r] = V::splat(*hp[r].add(kk));
+            }
+            // The panel streams from L2 when it outgrows L1 (k > 256 or
+            // so); the hardware prefetcher alone lags behind.
+            for t in 0..T {
+                let ahead = wp[t].wrapping_add((kk + PREFETCH_ROWS) * u4);
+                let mut b = 0;
+                while b < u4 {
+                    V::prefetch(ahead.wrapping_add(b));
+                    b += 16; // one 64-byte line
+                }
             }
             for t in 0..T {
                 for j in 0..W {

@@ -61,4 +61,10 @@ pub(crate) trait Vector: Copy {
     unsafe fn le(self, o: Self) -> Self::Mask;
     /// `m ? a : b` per lane.
     unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self;
+
+    /// Hints that the cache line holding `p` is read soon. `p` may point
+    /// anywhere (a prefetch never faults), so callers form it with
+    /// `wrapping_add`.
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const f32) {}
 }

@@ -85,6 +85,10 @@ impl Vector for __m256 {
     unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self {
         _mm256_blendv_ps(b, a, m)
     }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+    }
 }
 
 /// Hidden units per tile: one `__m256` per gate.

@@ -93,6 +93,10 @@ impl Vector for __m512 {
         // Lanes with the mask bit set take the second source.
         _mm512_mask_blend_ps(m, b, a)
     }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+    }
 }
 
 /// Hidden units per tile: one `__m512` per gate.

@@ -1,0 +1,1 @@
+//! The seed's Penn Treebank language model.
