@@ -24,6 +24,7 @@ impl<'a> Operand<'a> {
         }
     }
     /// The transpose of the stored matrix.
+    #[allow(dead_code)] // the backward pass and the language model use it next
     pub fn t(data: &'a [f32], ld: usize) -> Self {
         Operand {
             data,
@@ -43,7 +44,8 @@ impl<'a> Operand<'a> {
             "sgemm: {what} too small"
         );
     }
-    /// (row stride, column stride) of `op(self)`.
+    /// (row stride, column stride) of `op(self)` (the `gemm` crate backend's view).
+    #[cfg_attr(feature = "openblas", allow(dead_code))]
     fn strides(&self) -> (isize, isize) {
         if self.trans {
             (1, self.ld as isize)
@@ -53,7 +55,7 @@ impl<'a> Operand<'a> {
     }
     /// The operand from row `i` of `op(self)` on (the OpenBLAS backend's row blocks).
     #[cfg_attr(not(feature = "openblas"), allow(dead_code))]
-    fn from_row(&self, i: usize) -> Operand<'a> {
+    fn rows_from(&self, i: usize) -> Operand<'a> {
         let off = if self.trans { i } else { i * self.ld };
         Operand {
             data: &self.data[off..],
@@ -200,7 +202,7 @@ fn backend(
     };
     let block = |(i, c): (usize, &mut [f32])| {
         let rows = OPENBLAS_ROWS.min(m - i * OPENBLAS_ROWS);
-        let a = a.from_row(i * OPENBLAS_ROWS);
+        let a = a.rows_from(i * OPENBLAS_ROWS);
         // SAFETY: `gemm_op` checked the operands' extents; this call reads rows
         // i*OPENBLAS_ROWS.. of op(a) and writes the same rows of `c`, its own chunk.
         unsafe {
