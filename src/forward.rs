@@ -149,6 +149,7 @@ pub struct Workspace {
     pub(crate) gates: Vec<f32>,
     pub(crate) cell_out: Vec<f32>,
     pub(crate) fast: FastBuffers,
+    pub(crate) backward: crate::train::BackwardBuffers,
 }
 
 /// The buffers of the packed fast path, grown on first use to what the schedule needs.
@@ -187,6 +188,7 @@ impl Workspace {
             gates: Vec::new(),
             cell_out: Vec::new(),
             fast: FastBuffers::default(),
+            backward: Default::default(),
         };
         ws.resize(batch, steps);
         ws

@@ -58,11 +58,13 @@ pub mod reference_grad;
 mod schedule;
 pub mod spec;
 pub mod tensors;
+mod train;
 pub mod weights;
 
 pub use error::{Error, Result};
 pub use forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
 pub use lstm::{Lstm, LstmOptions};
+pub use train::{Gradients, TrainReserve, Upstream};
 pub use lstm_kernels_simd::{available_isas, bounds, Isa};
 pub use spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
 pub use tensors::{Tensor, TensorData, Tensors};

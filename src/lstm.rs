@@ -20,6 +20,7 @@ use crate::gemm::sgemm;
 use crate::packed::{pack_all, repack_into, PackedCell};
 use crate::reference::row_index;
 use crate::schedule::Schedule;
+use crate::train::TrainReserve;
 use crate::weights::LstmWeights;
 
 /// How to build an [`Lstm`].
@@ -63,6 +64,13 @@ struct Shared {
     c: *mut f32,
     m: *mut f32,
     out: *mut f32,
+    /// Forward-training only (null otherwise): per-step gates `[total, gw]`, cell states
+    /// `[total, hp]`, kernel outputs `m` `[total, hp]` (projecting layers) and unclipped
+    /// projections `[total, P]` (with `proj_clip`).
+    gates: *mut f32,
+    c_hist: *mut f32,
+    m_hist: *mut f32,
+    h_raw: *mut f32,
 }
 // SAFETY: the pointers address workspace buffers that outlive the broadcast in which they
 // are used, and the time loop's partition (disjoint tiles, disjoint rows, a barrier between
@@ -183,8 +191,46 @@ impl Lstm {
     /// `0..=T`; [`Error::Config`] when `ws` was made for another spec.
     pub fn forward_inference(&self, input: &ForwardInput<'_>, ws: &mut Workspace) -> Result<()> {
         prepare(self.weights.spec(), input, ws)?;
-        self.run(input, ws);
+        self.run(input, ws, None);
         Ok(())
+    }
+
+    /// Runs the stack forward for training: as [`Lstm::forward_inference`], and keeps in
+    /// `reserve` what [`Lstm::backward`] needs (the schedule, every step's activated gates
+    /// and cell state, the layer outputs; the kernels' outputs and unclipped projections
+    /// for projecting layers).
+    ///
+    /// # Errors
+    /// As [`Lstm::forward_inference`].
+    pub fn forward_training(
+        &self,
+        input: &ForwardInput<'_>,
+        ws: &mut Workspace,
+        reserve: &mut TrainReserve,
+    ) -> Result<()> {
+        prepare(self.weights.spec(), input, ws)?;
+        self.run(input, ws, Some(reserve));
+        Ok(())
+    }
+
+    /// A reserve for [`Lstm::forward_training`] sized for `batch` sequences of up to
+    /// `steps` steps, so that training never allocates.
+    pub fn reserve(&self, batch: usize, steps: usize) -> TrainReserve {
+        let mut r = TrainReserve::default();
+        r.grow(self.weights.spec(), &self.cells, batch, batch * steps);
+        r
+    }
+
+    pub(crate) fn cells(&self) -> &[PackedCell] {
+        &self.cells
+    }
+
+    pub(crate) fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    pub(crate) fn pool(&self) -> Option<&ThreadPool> {
+        self.pool.as_ref()
     }
 
     /// `c += a · b` for contiguous row-major `a [m, k]`, `b [k, n]`, `c [m, n]`, on every
@@ -196,7 +242,7 @@ impl Lstm {
         }
     }
 
-    fn run(&self, input: &ForwardInput<'_>, ws: &mut Workspace) {
+    fn run(&self, input: &ForwardInput<'_>, ws: &mut Workspace, mut train: Option<&mut TrainReserve>) {
         let spec = self.weights.spec();
         let (batch, steps, tm) = (input.batch, input.steps, spec.time_major());
         let Workspace {
@@ -223,6 +269,15 @@ impl Lstm {
         grow(&mut f.c, batch * max_of(&|c| c.padded));
         grow(&mut f.m, batch * max_of(&|c| c.padded));
         grow(&mut f.h0, batch * max_of(&|c| c.recurrent));
+        if let Some(t) = train.as_deref_mut() {
+            t.grow(spec, &self.cells, batch, total);
+            t.sched.clone_from(sched);
+            t.batch = batch;
+            t.steps = steps;
+            t.lengths.clear();
+            t.lengths.extend_from_slice(&lengths[..batch]);
+            t.filled = true;
+        }
 
         let dirs = spec.num_directions();
         for l in 0..spec.num_layers() {
@@ -283,14 +338,36 @@ impl Lstm {
                 } else {
                     (&mut f.bwd[..], r)
                 };
-                let shared = Shared {
+                let mut shared = Shared {
                     zx: f.zx.as_ptr(),
                     h0: f.h0.as_ptr(),
                     c: f.c.as_mut_ptr(),
                     m: f.m.as_mut_ptr(),
                     out: target.as_mut_ptr(),
+                    gates: std::ptr::null_mut(),
+                    c_hist: std::ptr::null_mut(),
+                    m_hist: std::ptr::null_mut(),
+                    h_raw: std::ptr::null_mut(),
                 };
+                if let Some(t) = train.as_deref_mut() {
+                    let tape = &mut t.cells[k];
+                    tape.c0[..batch * hp].copy_from_slice(&f.c[..batch * hp]);
+                    tape.h0[..batch * r].copy_from_slice(&f.h0[..batch * r]);
+                    shared.gates = tape.gates.as_mut_ptr();
+                    shared.c_hist = tape.c.as_mut_ptr();
+                    if cell.projection.is_some() {
+                        shared.m_hist = tape.m.as_mut_ptr();
+                        if spec.proj_clip().is_some() {
+                            shared.h_raw = tape.h_raw.as_mut_ptr();
+                        }
+                    }
+                }
                 self.time_loop(cell, sched, shared, target_ld);
+                if let Some(t) = train.as_deref_mut() {
+                    if dir == 1 {
+                        t.cells[k].h_seq[..total * r].copy_from_slice(&target[..total * r]);
+                    }
+                }
 
                 for (j, &b) in sched.order.iter().enumerate() {
                     st.c[b * h..(b + 1) * h].copy_from_slice(&f.c[j * hp..j * hp + h]);
@@ -308,6 +385,9 @@ impl Lstm {
                         }
                     }
                 }
+            }
+            if let Some(t) = train.as_deref_mut() {
+                t.outs[l][..total * out_w].copy_from_slice(&dst[..total * out_w]);
             }
         }
 
@@ -378,10 +458,17 @@ impl Lstm {
                 )
             };
             let out_rows = unsafe { p.out.add(sched.offset[s] * out_ld) };
+            // Training keeps every step's `m` of a projecting layer for the gradient of
+            // the projection.
+            let m_rows = if p.m_hist.is_null() {
+                p.m
+            } else {
+                unsafe { p.m_hist.add(sched.offset[s] * hp) }
+            };
             let (h_out, ld_h_out) = if direct {
                 (out_rows, out_ld)
             } else {
-                (p.m, hp)
+                (m_rows, hp)
             };
             let raw = StepRaw {
                 rows,
@@ -399,7 +486,7 @@ impl Lstm {
                 ld_c: hp,
                 h_out,
                 ld_h_out,
-                gates: None,
+                gates: NonNull::new(p.gates).map(|g| unsafe { g.add(sched.offset[s] * gw) }),
                 ld_gates: gw,
                 tiles: t_lo..t_hi,
                 forget_bias: spec.forget_bias(),
@@ -411,6 +498,20 @@ impl Lstm {
             // h0), which nobody writes during this step; the clip is +inf or a finite
             // positive value (validated by the spec).
             unsafe { self.kernels.step_tiles_raw(&raw) };
+            if !p.c_hist.is_null() {
+                for row in 0..rows {
+                    // SAFETY: this thread's tiles of row `row`, just written by its kernel
+                    // call; the history row `offset[s] + row` is inside the reserve, which
+                    // was grown to `total` rows.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            p.c.add(row * hp + t_lo * u),
+                            p.c_hist.add((sched.offset[s] + row) * hp + t_lo * u),
+                            (t_hi - t_lo) * u,
+                        );
+                    }
+                }
+            }
             if !direct {
                 match &cell.projection {
                     None => {
@@ -419,7 +520,7 @@ impl Lstm {
                             // written by this thread's kernel call above, and nobody else's.
                             unsafe {
                                 std::ptr::copy_nonoverlapping(
-                                    p.m.add(row * hp + u_lo),
+                                    m_rows.add(row * hp + u_lo),
                                     out_rows.add(row * out_ld + u_lo),
                                     u_hi - u_lo,
                                 );
@@ -434,11 +535,19 @@ impl Lstm {
                             // only read; the output row is this thread's alone.
                             let (m_row, h_row) = unsafe {
                                 (
-                                    std::slice::from_raw_parts(p.m.add(row * hp), h),
+                                    std::slice::from_raw_parts(m_rows.add(row * hp), h),
                                     std::slice::from_raw_parts_mut(out_rows.add(row * out_ld), r),
                                 )
                             };
-                            project(m_row, proj, h_row, spec.proj_clip());
+                            // SAFETY: the unclipped row `offset[s] + row` of the reserve
+                            // (grown to `total` rows), this thread's alone.
+                            let raw = (!p.h_raw.is_null()).then(|| unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    p.h_raw.add((sched.offset[s] + row) * r),
+                                    r,
+                                )
+                            });
+                            project(m_row, proj, h_row, spec.proj_clip(), raw);
                         }
                     }
                 }
@@ -450,11 +559,14 @@ impl Lstm {
 
 /// `h = clip(m · proj)`, in a fixed summation order (so the result does not depend on
 /// how rows are split between threads).
-fn project(m: &[f32], proj: &[f32], h: &mut [f32], clip: Option<f32>) {
+fn project(m: &[f32], proj: &[f32], h: &mut [f32], clip: Option<f32>, raw: Option<&mut [f32]>) {
     let p = h.len();
     h.fill(0.0);
     for (&mv, row) in m.iter().zip(proj.chunks_exact(p)) {
         h.iter_mut().zip(row).for_each(|(hv, &w)| *hv += mv * w);
+    }
+    if let Some(raw) = raw {
+        raw.copy_from_slice(h);
     }
     if let Some(clip) = clip {
         h.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));

@@ -24,6 +24,8 @@ pub(crate) struct PackedCell {
     pub bias: Vec<f32>,
     /// Panels of `W_h` (see `lstm_kernels_simd::pack_recurrent`).
     pub w_h: Vec<f32>,
+    /// `W_h` as `[R, tiles*4U]` rows in tile order: backward's `dh = dz W_h^T`.
+    pub w_h_rows: Vec<f32>,
     /// `tiles*3U` when the spec has peepholes.
     pub peepholes: Option<Vec<f32>>,
     /// `[H, P]` when the layer projects.
@@ -61,6 +63,7 @@ pub(crate) fn pack_all(
                 w_x: pack_gate_columns(w.input_weights(), input, h, u),
                 bias: pack_gate_columns(w.bias(), 1, h, u),
                 w_h: kernels.pack_recurrent(w.recurrent_weights(), r, h),
+                w_h_rows: pack_gate_columns(w.recurrent_weights(), r, h, u),
                 peepholes: w
                     .peepholes()
                     .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
@@ -79,11 +82,26 @@ pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kerne
         pack_gate_columns_into(w.input_weights(), input, h, u, &mut p.w_x);
         pack_gate_columns_into(w.bias(), 1, h, u, &mut p.bias);
         pack_recurrent_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
+        pack_gate_columns_into(w.recurrent_weights(), r, h, u, &mut p.w_h_rows);
         if let (Some(dst), Some([wi, wf, wo])) = (p.peepholes.as_mut(), w.peepholes()) {
             dst.copy_from_slice(&pack_peepholes(wi, wf, wo, h, u));
         }
         if let (Some(dst), Some(src)) = (p.projection.as_mut(), w.projection()) {
             dst.copy_from_slice(src);
+        }
+    }
+}
+
+/// The inverse of `pack_gate_columns` into a caller's buffer: `[rows, tiles*4U]` in tile
+/// order to the canonical `[rows, 4H]`, gate blocks i, j, f, o.
+pub(crate) fn unpack_gate_columns_into(src: &[f32], rows: usize, h: usize, u: usize, out: &mut [f32]) {
+    let gw = h.div_ceil(u) * 4 * u;
+    for r in 0..rows {
+        for g in 0..4 {
+            for unit in 0..h {
+                let (t, x) = (unit / u, unit % u);
+                out[r * 4 * h + g * h + unit] = src[r * gw + t * 4 * u + g * u + x];
+            }
         }
     }
 }

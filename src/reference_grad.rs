@@ -9,47 +9,9 @@ use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, LstmState, Workspace};
 use crate::reference::row_index;
 use crate::spec::LstmSpec;
-use crate::tensors::Tensors;
 use crate::weights::{CellWeights, LstmWeights};
 
-/// Upstream gradients of a backward pass.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Upstream<'a> {
-    /// dL/d(output), shaped like the output (`[B, T, out]` or time-major). Entries at
-    /// padded steps are ignored: those outputs are constant zeros.
-    pub output: Option<&'a [f32]>,
-    /// dL/d(final state), one `(c, h)` per cell, shaped like the state.
-    pub final_state: Option<&'a LstmState>,
-}
-
-/// Gradients of every parameter and input, in the crate's canonical layouts (the same
-/// shapes as [`LstmWeights`]: export them with [`Gradients::to_tensorflow`] or
-/// [`Gradients::to_pytorch`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Gradients {
-    /// dL/d(weights), shaped and laid out like the weights.
-    pub weights: LstmWeights,
-    /// dL/d(input), shaped like the input.
-    pub input: Vec<f32>,
-    /// dL/d(initial state), shaped like the state.
-    pub initial_state: LstmState,
-}
-
-impl Gradients {
-    /// The weight gradients under TensorFlow's names and layouts.
-    pub fn to_tensorflow(&self) -> Tensors {
-        self.weights.to_tensorflow()
-    }
-
-    /// The weight gradients under PyTorch's names and layouts (`bias_ih` and `bias_hh`
-    /// both receive the bias gradient).
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the spec has what PyTorch cannot express (peepholes, clips).
-    pub fn to_pytorch(&self) -> Result<Tensors> {
-        self.weights.pytorch_tensors(true)
-    }
-}
+pub use crate::train::{Gradients, Upstream};
 
 /// One cell's parameters (or their gradients) in f64, canonical layout.
 #[derive(Debug, Clone, PartialEq)]

@@ -365,6 +365,22 @@ impl LstmWeights {
         }
     }
 
+    /// Cell `k`'s tensors, mutably: (input, recurrent, bias, peepholes, projection).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn cell_parts_mut(
+        &mut self,
+        k: usize,
+    ) -> (&mut [f32], &mut [f32], &mut [f32], Option<&mut [Vec<f32>; 3]>, Option<&mut Vec<f32>>) {
+        let c = &mut self.cells[k];
+        (
+            &mut c.input_weights,
+            &mut c.recurrent_weights,
+            &mut c.bias,
+            c.peepholes.as_mut(),
+            c.projection.as_mut(),
+        )
+    }
+
     /// Replaces cell `k`'s tensors (already in the canonical layout and of the right
     /// sizes); for gradients, which share the weights' shapes.
     pub(crate) fn set_cell(

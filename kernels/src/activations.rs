@@ -41,6 +41,11 @@ const P2: f32 = 0.041_665_796;
 const P3: f32 = 0.008_333_452;
 const P4: f32 = 0.001_398_2;
 const P5: f32 = 0.000_198_756_91;
+/// `1.5 * 2^23`: adding it rounds |v| < 2^22 to an integer, which lands in
+/// the low mantissa bits of the sum.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+const TWO_POW_64: f32 = 18_446_744_073_709_551_616.0;
+const TWO_POW_MINUS_64: f32 = 1.0 / TWO_POW_64;
 /// Below this, `exp` is under half the smallest subnormal: it rounds to 0.
 const EXP_MIN_ARG: f32 = -104.0;
 /// Past this, tanh is 1 in f32, and `expm1(2x)` stays finite.
@@ -78,12 +83,20 @@ pub(crate) unsafe fn activate<V: Vector, const N: usize>(x: &mut [V; N], kinds: 
                 _ => zero,
             };
         }
-        // y = n ln2 + r, |r| <= ln2 / 2; p = expm1(r).
+        // y = n ln2 + r, |r| <= ln2 / 2; p = expm1(r). Adding 1.5 * 2^23
+        // rounds y / ln2 to the integer n (half to even), which then sits in
+        // the low mantissa bits of `nm`, ready to become an exponent.
+        let mut nm = [zero; N];
         let mut n = [zero; N];
         let mut r = [zero; N];
         for e in 0..N {
             if kinds[e] != SKIP {
-                n[e] = y[e].mul(V::splat(LOG2E)).round();
+                nm[e] = V::fma(y[e], V::splat(LOG2E), V::splat(ROUND_MAGIC));
+            }
+        }
+        for e in 0..N {
+            if kinds[e] != SKIP {
+                n[e] = nm[e].sub(V::splat(ROUND_MAGIC));
             }
         }
         for e in 0..N {
@@ -119,21 +132,21 @@ pub(crate) unsafe fn activate<V: Vector, const N: usize>(x: &mut [V; N], kinds: 
         for e in 0..N {
             match kinds[e] {
                 SIGMOID => {
-                    // n in [-150, 0]: 2^n may be subnormal, so scale in two
-                    // normal halves; the last multiply is then the only
+                    // n in [-150, 0]: 2^n may be subnormal, so build the
+                    // normal 2^(n+64) (exponent field n + 127 + 64) and
+                    // scale by 2^-64 last: that multiply is then the only
                     // rounding when the result is subnormal.
-                    let n1 = n[e].mul(V::splat(0.5)).round();
-                    let s1 = n1.pow2i();
-                    let s2 = n[e].sub(n1).pow2i();
+                    let s = nm[e].shl23().add_bits(V::splat(TWO_POW_64));
+                    let t = V::fma(s, p[e], s).mul(V::splat(TWO_POW_MINUS_64));
                     // t = e^-|x|; sigmoid = 1/(1+t) for x >= 0, t/(1+t) else.
-                    let t = V::fma(s1, p[e], s1).mul(s2);
                     let num = V::select(x[e].lt(zero), t, one);
                     x[e] = num.div(one.add(t));
                 }
                 TANH => {
-                    // n in [0, 28]: 2^n is normal. e = expm1(2|x|),
+                    // n in [0, 28]: 2^n is normal (exponent field n + 127,
+                    // the bits of 1.0 plus n). e = expm1(2|x|),
                     // tanh|x| = e / (e + 2), sign restored by a bit flip.
-                    let s = n[e].pow2i();
+                    let s = nm[e].shl23().add_bits(one);
                     let em1 = V::fma(s, p[e], s.sub(one));
                     x[e] = em1.div(em1.add(V::splat(2.0))).xor_sign(x[e]);
                 }

@@ -75,14 +75,12 @@ impl Vector for f32 {
         f32::from_bits(self.to_bits() ^ (sign_of.to_bits() & 0x8000_0000))
     }
     #[inline(always)]
-    unsafe fn round(self) -> Self {
-        self.round_ties_even()
+    unsafe fn shl23(self) -> Self {
+        f32::from_bits(self.to_bits() << 23)
     }
     #[inline(always)]
-    unsafe fn pow2i(self) -> Self {
-        // `as i32` saturates (NaN -> 0); the wrapping ops mirror the SIMD
-        // integer lanes so out-of-range input cannot panic.
-        f32::from_bits(((self as i32).wrapping_add(127) as u32) << 23)
+    unsafe fn add_bits(self, o: Self) -> Self {
+        f32::from_bits(self.to_bits().wrapping_add(o.to_bits()))
     }
     #[inline(always)]
     unsafe fn lt(self, o: Self) -> bool {

@@ -3,7 +3,7 @@
 //! Each ISA implements [`Vector`] once (`scalar.rs`, `x86_64/*.rs`,
 //! `aarch64/neon.rs`); `activations.rs` and `cell.rs` are written once over
 //! it. Every operation is IEEE-exact in the same way on every ISA (fused
-//! multiply-add, correctly rounded division, round-half-even), which is why
+//! multiply-add, correctly rounded division, integer bit operations), which is why
 //! every ISA produces the same bits as the scalar oracle.
 
 /// A vector of `LANES` f32.
@@ -50,12 +50,11 @@ pub(crate) trait Vector: Copy {
     unsafe fn abs(self) -> Self;
     /// Flips the sign of the lanes where `sign_of` has its sign bit set.
     unsafe fn xor_sign(self, sign_of: Self) -> Self;
-    /// Rounds to the nearest integer, ties to even.
-    unsafe fn round(self) -> Self;
-    /// `2^self` for lanes holding an integer in `[-126, 127]` (exactly, by
-    /// building the exponent field). Other lanes give an unspecified value,
-    /// which callers only produce for lanes that are NaN anyway.
-    unsafe fn pow2i(self) -> Self;
+    /// Shifts the bit pattern of each lane left by 23 (as a `u32`): moves
+    /// an integer held in the low mantissa bits into the exponent field.
+    unsafe fn shl23(self) -> Self;
+    /// Adds the bit patterns of the lanes as wrapping `u32`s.
+    unsafe fn add_bits(self, o: Self) -> Self;
 
     unsafe fn lt(self, o: Self) -> Self::Mask;
     unsafe fn le(self, o: Self) -> Self::Mask;

@@ -66,14 +66,15 @@ impl Vector for float32x4_t {
         vreinterpretq_f32_u32(veorq_u32(vreinterpretq_u32_f32(self), s))
     }
     #[inline(always)]
-    unsafe fn round(self) -> Self {
-        vrndnq_f32(self)
+    unsafe fn shl23(self) -> Self {
+        vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(self)))
     }
     #[inline(always)]
-    unsafe fn pow2i(self) -> Self {
-        // Integral lanes: truncation is exact.
-        let e = vaddq_s32(vcvtq_s32_f32(self), vdupq_n_s32(127));
-        vreinterpretq_f32_s32(vshlq_n_s32::<23>(e))
+    unsafe fn add_bits(self, o: Self) -> Self {
+        vreinterpretq_f32_u32(vaddq_u32(
+            vreinterpretq_u32_f32(self),
+            vreinterpretq_u32_f32(o),
+        ))
     }
     #[inline(always)]
     unsafe fn lt(self, o: Self) -> Self::Mask {

@@ -62,16 +62,15 @@ impl Vector for __m256 {
         _mm256_xor_ps(self, _mm256_and_ps(sign_of, _mm256_set1_ps(-0.0)))
     }
     #[inline(always)]
-    unsafe fn round(self) -> Self {
-        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self)
+    unsafe fn shl23(self) -> Self {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self)))
     }
     #[inline(always)]
-    unsafe fn pow2i(self) -> Self {
-        // The lanes hold integers, so the conversion is exact whatever the
-        // MXCSR rounding mode.
-        let n = _mm256_cvtps_epi32(self);
-        let e = _mm256_add_epi32(n, _mm256_set1_epi32(127));
-        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+    unsafe fn add_bits(self, o: Self) -> Self {
+        _mm256_castsi256_ps(_mm256_add_epi32(
+            _mm256_castps_si256(self),
+            _mm256_castps_si256(o),
+        ))
     }
     #[inline(always)]
     unsafe fn lt(self, o: Self) -> Self::Mask {

@@ -69,16 +69,15 @@ impl Vector for __m512 {
         _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(self), s))
     }
     #[inline(always)]
-    unsafe fn round(self) -> Self {
-        // imm8: scale 0 (round to an integer), nearest-even, no exceptions.
-        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self)
+    unsafe fn shl23(self) -> Self {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self)))
     }
     #[inline(always)]
-    unsafe fn pow2i(self) -> Self {
-        // Integral lanes: the conversion is exact in any rounding mode.
-        let n = _mm512_cvtps_epi32(self);
-        let e = _mm512_add_epi32(n, _mm512_set1_epi32(127));
-        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+    unsafe fn add_bits(self, o: Self) -> Self {
+        _mm512_castsi512_ps(_mm512_add_epi32(
+            _mm512_castps_si512(self),
+            _mm512_castps_si512(o),
+        ))
     }
     #[inline(always)]
     unsafe fn lt(self, o: Self) -> Self::Mask {
