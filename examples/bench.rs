@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use lstm_kernels::bench::{sgemm_ceiling_once, BenchShape, SgemmBuffers, Work, SHAPES};
-use lstm_kernels::{LstmOptions, Workspace};
+use lstm_kernels::{Gradients, LstmOptions, SplitMix64, Upstream, Workspace};
 
 struct Args {
     /// `--work sgemm`: time only the forward's matrix products through the crate's sgemm.
@@ -103,6 +103,32 @@ fn forward(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, Strin
     Ok(median(times))
 }
 
+/// Forward-training plus backward with a fixed upstream gradient of the output.
+fn train(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
+    let lstm = shape
+        .lstm(LstmOptions { isa: None, threads: Some(threads) })
+        .map_err(|e| e.to_string())?;
+    let spec = lstm.weights().spec().clone();
+    let data = shape.input();
+    let lengths = shape.lengths();
+    let input = shape.forward_input(&data, &lengths);
+    let gout = SplitMix64::new(3).uniform_vec(shape.batch * shape.steps * spec.output_size(), -1.0, 1.0);
+    let upstream = Upstream { output: Some(&gout), final_state: None };
+    let mut ws = Workspace::new(&spec, shape.batch, shape.steps);
+    let mut reserve = lstm.reserve(shape.batch, shape.steps);
+    let mut grads = Gradients::zeros(&spec, shape.batch, shape.steps);
+    let mut once = || -> Result<f64, String> {
+        let t0 = Instant::now();
+        lstm.forward_training(&input, &mut ws, &mut reserve).map_err(|e| e.to_string())?;
+        lstm.backward(&input, &reserve, &upstream, &mut ws, &mut grads).map_err(|e| e.to_string())?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    for _ in 0..2 {
+        once()?;
+    }
+    Ok(median((0..reps).map(|_| once()).collect::<Result<_, _>>()?))
+}
+
 fn sgemm_ceiling(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -141,7 +167,10 @@ fn main() -> ExitCode {
             let result = match work {
                 Work::Forward if args.sgemm => sgemm_ceiling(shape, args.threads, args.reps),
                 Work::Forward => forward(shape, args.threads, args.reps),
-                Work::Train => Err("training is not implemented yet".to_string()),
+                Work::Train if shape.name == "seed-ptb-lm" => {
+                    Err("the language-model step is not in the runner yet".to_string())
+                }
+                Work::Train => train(shape, args.threads, args.reps),
             };
             match result {
                 Ok(median_s) => println!(

@@ -526,10 +526,13 @@ impl GoldenCase {
                 Lstm::with_options(weights.clone(), options)?.forward_inference(&fi, &mut ws)?
             }
         }
-        let gradients = self.has_gradients().then(|| {
-            self.gradient_cache
-                .get_or_init(|| self.gradients(&weights, &fi, lm.as_ref()))
-                .clone()
+        let gradients = self.has_gradients().then(|| match engine {
+            // The f64 reference is slow and the same for every caller: once per case.
+            Engine::Reference => self
+                .gradient_cache
+                .get_or_init(|| self.gradients(engine, &weights, &fi, lm.as_ref()))
+                .clone(),
+            Engine::Fast(_) => self.gradients(engine, &weights, &fi, lm.as_ref()),
         });
 
         let mut forward = Vec::new();
@@ -601,18 +604,32 @@ impl GoldenCase {
 
     /// The crate's gradients, paired with every `expected/grad/...` tensor of the case.
     ///
-    /// They come from the reference backward ([`reference_grad::gradients`]), whatever the
-    /// engine, so they are computed once per case.
+    /// The reference engine uses the f64 reference backward
+    /// ([`reference_grad::gradients`]); the fast one [`Lstm::forward_training`] and
+    /// [`Lstm::backward`].
     fn gradients(
         &self,
+        engine: Engine,
         weights: &LstmWeights,
         fi: &ForwardInput<'_>,
         lm: Option<&LanguageModelTensors<'_>>,
     ) -> Result<NamedTensors> {
         let spec = &self.spec;
         let mut ws = Workspace::new(spec, fi.batch, fi.steps);
-        crate::reference::forward(weights, fi, &mut ws)?;
-        let output = ws.output();
+        let fast = match engine {
+            Engine::Reference => {
+                crate::reference::forward(weights, fi, &mut ws)?;
+                None
+            }
+            Engine::Fast(options) => {
+                let lstm = Lstm::with_options(weights.clone(), options)?;
+                let mut reserve = lstm.reserve(fi.batch, fi.steps);
+                lstm.forward_training(fi, &mut ws, &mut reserve)?;
+                Some((lstm, reserve))
+            }
+        };
+        let output = ws.output().to_vec();
+        let output = &output[..];
         let (grad_output, lm_grads) = match lm {
             None => {
                 let (shape, g) = self.tensors.f32("grad_output")?;
@@ -638,7 +655,14 @@ impl GoldenCase {
             output: Some(&grad_output),
             final_state: gfs.as_ref(),
         };
-        let g = reference_grad::gradients(weights, fi, &upstream)?;
+        let g = match &fast {
+            None => reference_grad::gradients(weights, fi, &upstream)?,
+            Some((lstm, reserve)) => {
+                let mut g = crate::train::Gradients::zeros(spec, fi.batch, fi.steps);
+                lstm.backward(fi, reserve, &upstream, &mut ws, &mut g)?;
+                g
+            }
+        };
         let named = match self.convention {
             Convention::PyTorch => g.to_pytorch()?,
             _ => g.to_tensorflow(),

@@ -24,8 +24,13 @@ pub(crate) struct PackedCell {
     pub bias: Vec<f32>,
     /// Panels of `W_h` (see `lstm_kernels_simd::pack_recurrent`).
     pub w_h: Vec<f32>,
-    /// `W_h` as `[R, tiles*4U]` rows in tile order: backward's `dh = dz W_h^T`.
-    pub w_h_rows: Vec<f32>,
+    /// Backward's transposed weights, stored so its products need no transposed operand
+    /// (the `gemm` crate is slow with a transposed `B` and a small `M`):
+    /// `W_h^T` `[tiles*4U, R]` for `dh = dz W_h^T`, `W_x^T` `[tiles*4U, in]` for
+    /// `dX = dZ W_x^T`, and the projection's `[P, H]` for `dm = dh P^T`.
+    pub w_h_t: Vec<f32>,
+    pub w_x_t: Vec<f32>,
+    pub proj_t: Option<Vec<f32>>,
     /// `tiles*3U` when the spec has peepholes.
     pub peepholes: Option<Vec<f32>>,
     /// `[H, P]` when the layer projects.
@@ -63,7 +68,9 @@ pub(crate) fn pack_all(
                 w_x: pack_gate_columns(w.input_weights(), input, h, u),
                 bias: pack_gate_columns(w.bias(), 1, h, u),
                 w_h: kernels.pack_recurrent(w.recurrent_weights(), r, h),
-                w_h_rows: pack_gate_columns(w.recurrent_weights(), r, h, u),
+                w_h_t: transpose(&pack_gate_columns(w.recurrent_weights(), r, h, u), r),
+                w_x_t: transpose(&pack_gate_columns(w.input_weights(), input, h, u), input),
+                proj_t: w.projection().map(|p| transpose(p, h)),
                 peepholes: w
                     .peepholes()
                     .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
@@ -82,7 +89,11 @@ pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kerne
         pack_gate_columns_into(w.input_weights(), input, h, u, &mut p.w_x);
         pack_gate_columns_into(w.bias(), 1, h, u, &mut p.bias);
         pack_recurrent_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
-        pack_gate_columns_into(w.recurrent_weights(), r, h, u, &mut p.w_h_rows);
+        transpose_into(&pack_gate_columns(w.recurrent_weights(), r, h, u), r, &mut p.w_h_t);
+        transpose_into(&p.w_x, input, &mut p.w_x_t);
+        if let (Some(dst), Some(src)) = (p.proj_t.as_mut(), w.projection()) {
+            transpose_into(src, h, dst);
+        }
         if let (Some(dst), Some([wi, wf, wo])) = (p.peepholes.as_mut(), w.peepholes()) {
             dst.copy_from_slice(&pack_peepholes(wi, wf, wo, h, u));
         }
@@ -102,6 +113,22 @@ pub(crate) fn unpack_gate_columns_into(src: &[f32], rows: usize, h: usize, u: us
                 let (t, x) = (unit / u, unit % u);
                 out[r * 4 * h + g * h + unit] = src[r * gw + t * 4 * u + g * u + x];
             }
+        }
+    }
+}
+
+/// The transpose of a row-major matrix of `rows` rows.
+fn transpose(m: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    transpose_into(m, rows, &mut out);
+    out
+}
+
+fn transpose_into(m: &[f32], rows: usize, out: &mut [f32]) {
+    let cols = m.len() / rows;
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = m[r * cols + c];
         }
     }
 }

@@ -375,10 +375,11 @@ impl Lstm {
                                 }
                             }
                             // dm = dh proj^T, [rows, P] x [P, H].
+                            let proj_t = cell.proj_t.as_deref().unwrap_or(proj);
                             self.gemm(
                                 (rows, h, r),
                                 Operand::n(&bb.dhp[off * r..], r),
-                                Operand::t(proj, r),
+                                Operand::n(proj_t, h),
                                 &mut bb.dm,
                                 hp,
                                 false,
@@ -413,7 +414,7 @@ impl Lstm {
                     self.gemm(
                         (rows, r, gw),
                         Operand::n(&bb.dz[off * gw..], gw),
-                        Operand::t(&cell.w_h_rows, gw),
+                        Operand::n(&cell.w_h_t, r),
                         &mut bb.dh,
                         r,
                         false,
@@ -474,7 +475,7 @@ impl Lstm {
                     bb.db[..gw].iter_mut().zip(row).for_each(|(a, &d)| *a += d);
                 }
                 // dX = dZ W_x^T, [total, gw] x [gw, in].
-                self.gemm((total, in_w, gw), Operand::n(dz, gw), Operand::t(&cell.w_x, gw), &mut bb.dx, in_w, false);
+                self.gemm((total, in_w, gw), Operand::n(dz, gw), Operand::n(&cell.w_x_t, in_w), &mut bb.dx, in_w, false);
                 if dir == 0 {
                     bb.d_in[..total * in_w].iter_mut().zip(&bb.dx[..total * in_w]).for_each(|(a, &d)| *a += d);
                 } else {
