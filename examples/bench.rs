@@ -106,21 +106,30 @@ fn forward(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, Strin
 /// Forward-training plus backward with a fixed upstream gradient of the output.
 fn train(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
     let lstm = shape
-        .lstm(LstmOptions { isa: None, threads: Some(threads) })
+        .lstm(LstmOptions {
+            isa: None,
+            threads: Some(threads),
+        })
         .map_err(|e| e.to_string())?;
     let spec = lstm.weights().spec().clone();
     let data = shape.input();
     let lengths = shape.lengths();
     let input = shape.forward_input(&data, &lengths);
-    let gout = SplitMix64::new(3).uniform_vec(shape.batch * shape.steps * spec.output_size(), -1.0, 1.0);
-    let upstream = Upstream { output: Some(&gout), final_state: None };
+    let gout =
+        SplitMix64::new(3).uniform_vec(shape.batch * shape.steps * spec.output_size(), -1.0, 1.0);
+    let upstream = Upstream {
+        output: Some(&gout),
+        final_state: None,
+    };
     let mut ws = Workspace::new(&spec, shape.batch, shape.steps);
     let mut reserve = lstm.reserve(shape.batch, shape.steps);
     let mut grads = Gradients::zeros(&spec, shape.batch, shape.steps);
     let mut once = || -> Result<f64, String> {
         let t0 = Instant::now();
-        lstm.forward_training(&input, &mut ws, &mut reserve).map_err(|e| e.to_string())?;
-        lstm.backward(&input, &reserve, &upstream, &mut ws, &mut grads).map_err(|e| e.to_string())?;
+        lstm.forward_training(&input, &mut ws, &mut reserve)
+            .map_err(|e| e.to_string())?;
+        lstm.backward(&input, &reserve, &upstream, &mut ws, &mut grads)
+            .map_err(|e| e.to_string())?;
         Ok(t0.elapsed().as_secs_f64())
     };
     for _ in 0..2 {

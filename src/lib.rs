@@ -64,10 +64,10 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
 pub use lstm::{Lstm, LstmOptions};
-pub use train::{Gradients, TrainReserve, Upstream};
 pub use lstm_kernels_simd::{available_isas, bounds, Isa};
 pub use spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
 pub use tensors::{Tensor, TensorData, Tensors};
+pub use train::{Gradients, TrainReserve, Upstream};
 pub use weights::{
     CellParams, CellWeights, Convention, GateOrder, Layout, LstmWeights, Matrix, SplitMix64,
 };

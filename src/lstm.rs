@@ -242,7 +242,12 @@ impl Lstm {
         }
     }
 
-    fn run(&self, input: &ForwardInput<'_>, ws: &mut Workspace, mut train: Option<&mut TrainReserve>) {
+    fn run(
+        &self,
+        input: &ForwardInput<'_>,
+        ws: &mut Workspace,
+        mut train: Option<&mut TrainReserve>,
+    ) {
         let spec = self.weights.spec();
         let (batch, steps, tm) = (input.batch, input.steps, spec.time_major());
         let Workspace {

@@ -89,7 +89,11 @@ pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kerne
         pack_gate_columns_into(w.input_weights(), input, h, u, &mut p.w_x);
         pack_gate_columns_into(w.bias(), 1, h, u, &mut p.bias);
         pack_recurrent_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
-        transpose_into(&pack_gate_columns(w.recurrent_weights(), r, h, u), r, &mut p.w_h_t);
+        transpose_into(
+            &pack_gate_columns(w.recurrent_weights(), r, h, u),
+            r,
+            &mut p.w_h_t,
+        );
         transpose_into(&p.w_x, input, &mut p.w_x_t);
         if let (Some(dst), Some(src)) = (p.proj_t.as_mut(), w.projection()) {
             transpose_into(src, h, dst);
@@ -105,7 +109,13 @@ pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kerne
 
 /// The inverse of `pack_gate_columns` into a caller's buffer: `[rows, tiles*4U]` in tile
 /// order to the canonical `[rows, 4H]`, gate blocks i, j, f, o.
-pub(crate) fn unpack_gate_columns_into(src: &[f32], rows: usize, h: usize, u: usize, out: &mut [f32]) {
+pub(crate) fn unpack_gate_columns_into(
+    src: &[f32],
+    rows: usize,
+    h: usize,
+    u: usize,
+    out: &mut [f32],
+) {
     let gw = h.div_ceil(u) * 4 * u;
     for r in 0..rows {
         for g in 0..4 {

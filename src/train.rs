@@ -113,7 +113,13 @@ fn grow(v: &mut Vec<f32>, n: usize) {
 }
 
 impl TrainReserve {
-    pub(crate) fn grow(&mut self, spec: &LstmSpec, cells: &[PackedCell], batch: usize, total: usize) {
+    pub(crate) fn grow(
+        &mut self,
+        spec: &LstmSpec,
+        cells: &[PackedCell],
+        batch: usize,
+        total: usize,
+    ) {
         self.cells.resize_with(cells.len(), CellTape::default);
         self.outs.resize_with(spec.num_layers(), Vec::new);
         for (k, (tape, cell)) in self.cells.iter_mut().zip(cells).enumerate() {
@@ -142,7 +148,15 @@ impl TrainReserve {
         let tapes: usize = self
             .cells
             .iter()
-            .map(|t| t.gates.len() + t.c.len() + t.c0.len() + t.h0.len() + t.m.len() + t.h_raw.len() + t.h_seq.len())
+            .map(|t| {
+                t.gates.len()
+                    + t.c.len()
+                    + t.c0.len()
+                    + t.h0.len()
+                    + t.m.len()
+                    + t.h_raw.len()
+                    + t.h_seq.len()
+            })
             .sum();
         let outs: usize = self.outs.iter().map(Vec::len).sum();
         4 * (tapes + outs)
@@ -206,10 +220,17 @@ impl Lstm {
         }
         let lengths_match = match input.sequence_length {
             None => reserve.lengths.iter().all(|&l| l == steps),
-            Some(l) => l.len() == batch && l.iter().zip(&reserve.lengths).all(|(&a, &b)| a as usize == b),
+            Some(l) => {
+                l.len() == batch
+                    && l.iter()
+                        .zip(&reserve.lengths)
+                        .all(|(&a, &b)| a as usize == b)
+            }
         };
         if !lengths_match {
-            return Err(Error::Config("backward: sequence_length differs from the forward-training pass".into()));
+            return Err(Error::Config(
+                "backward: sequence_length differs from the forward-training pass".into(),
+            ));
         }
         let in_len = batch * steps * spec.input_size();
         if input.data.len() != in_len {
@@ -228,7 +249,10 @@ impl Lstm {
         if let Some(s) = upstream.final_state {
             let zero = LstmState::zeros(spec, batch);
             if s.cells.len() != zero.cells.len()
-                || s.cells.iter().zip(&zero.cells).any(|(a, z)| a.c.len() != z.c.len() || a.h.len() != z.h.len())
+                || s.cells
+                    .iter()
+                    .zip(&zero.cells)
+                    .any(|(a, z)| a.c.len() != z.c.len() || a.h.len() != z.h.len())
             {
                 return Err(Error::Shape {
                     tensor: "grad_final_state".into(),
@@ -238,17 +262,32 @@ impl Lstm {
             }
         }
         if grads.weights.spec() != spec || ws.spec != *spec {
-            return Err(Error::Config("backward: grads or workspace made for another spec".into()));
+            return Err(Error::Config(
+                "backward: grads or workspace made for another spec".into(),
+            ));
         }
         grads.input.resize(in_len, 0.0);
-        if grads.initial_state.cells.first().is_some_and(|c| c.c.len() != batch * spec.layers()[0].hidden_size) {
+        if grads
+            .initial_state
+            .cells
+            .first()
+            .is_some_and(|c| c.c.len() != batch * spec.layers()[0].hidden_size)
+        {
             grads.initial_state = LstmState::zeros(spec, batch);
         }
         self.run_backward(input, reserve, upstream, &mut ws.backward, grads);
         Ok(())
     }
 
-    fn gemm(&self, mnk: (usize, usize, usize), a: Operand<'_>, b: Operand<'_>, c: &mut [f32], ldc: usize, acc: bool) {
+    fn gemm(
+        &self,
+        mnk: (usize, usize, usize),
+        a: Operand<'_>,
+        b: Operand<'_>,
+        c: &mut [f32],
+        ldc: usize,
+        acc: bool,
+    ) {
         let threads = self.threads();
         match self.pool() {
             Some(pool) => pool.install(|| gemm_op(threads, mnk, a, b, c, ldc, acc)),
@@ -327,7 +366,11 @@ impl Lstm {
                     (&bb.dh_seq[..], r)
                 };
                 // The direction's outputs in its order: h_prev of step s + 1.
-                let (h_seq, h_ld): (&[f32], usize) = if dir == 0 { (&rs.outs[l], out_w) } else { (&tape.h_seq, r) };
+                let (h_seq, h_ld): (&[f32], usize) = if dir == 0 {
+                    (&rs.outs[l], out_w)
+                } else {
+                    (&tape.h_seq, r)
+                };
 
                 bb.dm[..batch * hp].fill(0.0);
                 bb.dc[..batch * hp].fill(0.0);
@@ -344,7 +387,11 @@ impl Lstm {
                 let n_steps = sched.steps();
                 for s in (0..n_steps).rev() {
                     let rows = sched.active[s];
-                    let next = if s + 1 < n_steps { sched.active[s + 1] } else { 0 };
+                    let next = if s + 1 < n_steps {
+                        sched.active[s + 1]
+                    } else {
+                        0
+                    };
                     // Sequences whose last step is `s` start with the final-state gradient.
                     for j in next..rows {
                         inject(j, &mut bb.dh, &mut bb.dc);
@@ -356,14 +403,20 @@ impl Lstm {
                             for j in 0..rows {
                                 let src = &dh_src[(off + j) * dh_ld..(off + j) * dh_ld + r];
                                 let dm = &mut bb.dm[j * hp..j * hp + h];
-                                dm.iter_mut().zip(src).zip(&bb.dh[j * r..(j + 1) * r]).for_each(|((d, &a), &b)| *d = a + b);
+                                dm.iter_mut()
+                                    .zip(src)
+                                    .zip(&bb.dh[j * r..(j + 1) * r])
+                                    .for_each(|((d, &a), &b)| *d = a + b);
                             }
                         }
                         (Some(proj), clip) => {
                             for j in 0..rows {
                                 let src = &dh_src[(off + j) * dh_ld..(off + j) * dh_ld + r];
                                 let dhp = &mut bb.dhp[(off + j) * r..(off + j + 1) * r];
-                                dhp.iter_mut().zip(src).zip(&bb.dh[j * r..(j + 1) * r]).for_each(|((d, &a), &b)| *d = a + b);
+                                dhp.iter_mut()
+                                    .zip(src)
+                                    .zip(&bb.dh[j * r..(j + 1) * r])
+                                    .for_each(|((d, &a), &b)| *d = a + b);
                                 if let Some(clip) = clip {
                                     // clip_by_value passes the gradient on the bounds only.
                                     let raw = &tape.h_raw[(off + j) * r..(off + j + 1) * r];
@@ -386,7 +439,11 @@ impl Lstm {
                             );
                         }
                     }
-                    let c_prev = if s == 0 { tape.c0.as_ptr() } else { tape.c[sched.offset[s - 1] * hp..].as_ptr() };
+                    let c_prev = if s == 0 {
+                        tape.c0.as_ptr()
+                    } else {
+                        tape.c[sched.offset[s - 1] * hp..].as_ptr()
+                    };
                     let raw = BackwardRaw {
                         rows,
                         gates: tape.gates[off * gw..].as_ptr(),
@@ -399,8 +456,14 @@ impl Lstm {
                         ld_dc: hp,
                         dz: bb.dz[off * gw..].as_mut_ptr(),
                         ld_dz: gw,
-                        peep: cell.peepholes.as_ref().and_then(|v| NonNull::new(v.as_ptr().cast_mut())),
-                        dpeep: cell.peepholes.as_ref().and_then(|_| NonNull::new(bb.dpeep.as_mut_ptr())),
+                        peep: cell
+                            .peepholes
+                            .as_ref()
+                            .and_then(|v| NonNull::new(v.as_ptr().cast_mut())),
+                        dpeep: cell
+                            .peepholes
+                            .as_ref()
+                            .and_then(|_| NonNull::new(bb.dpeep.as_mut_ptr())),
                         tiles: 0..hp / u,
                         cell_clip: spec.cell_clip().unwrap_or(f32::INFINITY),
                     };
@@ -468,16 +531,40 @@ impl Lstm {
                     }
                 }
                 let dz = &bb.dz[..total * gw];
-                self.gemm((in_w, gw, total), Operand::t(x, in_w), Operand::n(dz, gw), &mut bb.dwx, gw, false);
-                self.gemm((r, gw, total), Operand::t(&bb.h_prev, r), Operand::n(dz, gw), &mut bb.dwh, gw, false);
+                self.gemm(
+                    (in_w, gw, total),
+                    Operand::t(x, in_w),
+                    Operand::n(dz, gw),
+                    &mut bb.dwx,
+                    gw,
+                    false,
+                );
+                self.gemm(
+                    (r, gw, total),
+                    Operand::t(&bb.h_prev, r),
+                    Operand::n(dz, gw),
+                    &mut bb.dwh,
+                    gw,
+                    false,
+                );
                 bb.db[..gw].fill(0.0);
                 for row in dz.chunks_exact(gw) {
                     bb.db[..gw].iter_mut().zip(row).for_each(|(a, &d)| *a += d);
                 }
                 // dX = dZ W_x^T, [total, gw] x [gw, in].
-                self.gemm((total, in_w, gw), Operand::n(dz, gw), Operand::n(&cell.w_x_t, in_w), &mut bb.dx, in_w, false);
+                self.gemm(
+                    (total, in_w, gw),
+                    Operand::n(dz, gw),
+                    Operand::n(&cell.w_x_t, in_w),
+                    &mut bb.dx,
+                    in_w,
+                    false,
+                );
                 if dir == 0 {
-                    bb.d_in[..total * in_w].iter_mut().zip(&bb.dx[..total * in_w]).for_each(|(a, &d)| *a += d);
+                    bb.d_in[..total * in_w]
+                        .iter_mut()
+                        .zip(&bb.dx[..total * in_w])
+                        .for_each(|(a, &d)| *a += d);
                 } else {
                     for s in 0..sched.steps() {
                         for j in 0..sched.active[s] {
@@ -506,7 +593,14 @@ impl Lstm {
                 }
                 if let Some(gp) = gproj {
                     // dproj = M^T dH, [H, total] x [total, P].
-                    self.gemm((h, r, total), Operand::t(&tape.m, hp), Operand::n(&bb.dhp, r), gp, r, false);
+                    self.gemm(
+                        (h, r, total),
+                        Operand::t(&tape.m, hp),
+                        Operand::n(&bb.dhp, r),
+                        gp,
+                        r,
+                        false,
+                    );
                 }
             }
             std::mem::swap(&mut bb.d_out, &mut bb.d_in);

@@ -370,7 +370,13 @@ impl LstmWeights {
     pub(crate) fn cell_parts_mut(
         &mut self,
         k: usize,
-    ) -> (&mut [f32], &mut [f32], &mut [f32], Option<&mut [Vec<f32>; 3]>, Option<&mut Vec<f32>>) {
+    ) -> (
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        Option<&mut [Vec<f32>; 3]>,
+        Option<&mut Vec<f32>>,
+    ) {
         let c = &mut self.cells[k];
         (
             &mut c.input_weights,
