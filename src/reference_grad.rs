@@ -596,6 +596,38 @@ mod tests {
         }
     }
 
+    /// Random small specs over every option and both layouts, lengths including 0.
+    #[test]
+    fn finite_differences_random_specs() {
+        let mut rng = SplitMix64::new(2024);
+        for n in 0..8u64 {
+            let mut pick = |k: u64| rng.next_u64() % k;
+            let layers = 1 + pick(2) as usize;
+            let hidden: Vec<usize> = (0..layers).map(|_| 1 + pick(4) as usize).collect();
+            let proj: Vec<Option<usize>> = (0..layers)
+                .map(|_| (pick(3) == 0).then(|| 1 + pick(3) as usize))
+                .collect();
+            let mut b = LstmSpec::builder(1 + pick(3) as usize, &hidden)
+                .forget_bias(pick(3) as f32 * 0.5)
+                .peepholes(pick(2) == 0)
+                .proj_sizes(&proj)
+                .bidirectional(pick(3) == 0)
+                .time_major(pick(2) == 0);
+            if pick(2) == 0 {
+                b = b.cell_clip(0.3 + pick(5) as f32 * 0.2);
+            }
+            if pick(2) == 0 {
+                b = b.proj_clip(0.2 + pick(5) as f32 * 0.2);
+            }
+            let (batch, steps) = (1 + pick(3) as usize, 1 + pick(4) as usize);
+            let mut lengths: Vec<usize> = (0..batch)
+                .map(|_| pick(steps as u64 + 1) as usize)
+                .collect();
+            lengths[0] = steps.min(lengths[0].max(1));
+            check_spec(b.build().unwrap(), batch, steps, lengths, 100 + n);
+        }
+    }
+
     #[test]
     fn finite_differences_basic_stack_with_lengths() {
         let spec = LstmSpec::builder(3, &[4, 3]).build().unwrap();
