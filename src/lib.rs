@@ -44,6 +44,8 @@
 //! # Ok::<(), lstm_kernels::Error>(())
 //! ```
 
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 mod barrier;
 pub mod bench;
 pub mod error;

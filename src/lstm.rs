@@ -452,23 +452,23 @@ impl Lstm {
         let spec = self.weights.spec();
         for s in 0..sched.steps() {
             let rows = sched.active[s];
-            // SAFETY (pointer arithmetic): every offset stays within the workspace buffers,
-            // which `run` grew to `total` rows (zx, out) and `batch` rows (c, m, h0).
+            // Every offset below stays within the workspace buffers, which `run` grew to
+            // `total` rows (zx, out, the reserve) and `batch` rows (c, m, h0).
             let (h_prev, ld_h_prev) = if s == 0 {
                 (p.h0, r)
             } else {
                 (
-                    unsafe { p.out.add(sched.offset[s - 1] * out_ld) }.cast_const(),
+                    p.out.wrapping_add(sched.offset[s - 1] * out_ld).cast_const(),
                     out_ld,
                 )
             };
-            let out_rows = unsafe { p.out.add(sched.offset[s] * out_ld) };
+            let out_rows = p.out.wrapping_add(sched.offset[s] * out_ld);
             // Training keeps every step's `m` of a projecting layer for the gradient of
             // the projection.
             let m_rows = if p.m_hist.is_null() {
                 p.m
             } else {
-                unsafe { p.m_hist.add(sched.offset[s] * hp) }
+                p.m_hist.wrapping_add(sched.offset[s] * hp)
             };
             let (h_out, ld_h_out) = if direct {
                 (out_rows, out_ld)
@@ -481,7 +481,7 @@ impl Lstm {
                 h_prev,
                 ld_h_prev,
                 w: cell.w_h.as_ptr(),
-                zx: unsafe { p.zx.add(sched.offset[s] * gw) },
+                zx: p.zx.wrapping_add(sched.offset[s] * gw),
                 ld_zx: gw,
                 peep: cell
                     .peepholes
@@ -491,7 +491,9 @@ impl Lstm {
                 ld_c: hp,
                 h_out,
                 ld_h_out,
-                gates: NonNull::new(p.gates).map(|g| unsafe { g.add(sched.offset[s] * gw) }),
+                gates: (!p.gates.is_null())
+                    .then(|| NonNull::new(p.gates.wrapping_add(sched.offset[s] * gw)))
+                    .flatten(),
                 ld_gates: gw,
                 tiles: t_lo..t_hi,
                 forget_bias: spec.forget_bias(),
