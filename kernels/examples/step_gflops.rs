@@ -7,6 +7,7 @@
 //! Single-threaded, one layer step = `2 * rows * k * 4h` FLOP (the gate
 //! math is not counted, as in BENCH_SHAPES.md). Prints the best of several
 //! repetitions for each shape and each available ISA (or the named one).
+//! `STEP_GFLOPS_SHAPES="rows,k,h;..."` picks other shapes.
 
 use std::time::Instant;
 
@@ -101,6 +102,16 @@ fn main() {
     ];
     if std::env::var_os("STEP_GFLOPS_EPILOGUE").is_some() {
         shapes.push((64, 1, 1024));
+    }
+    // STEP_GFLOPS_SHAPES="rows,k,h;rows,k,h" replaces the list.
+    if let Ok(list) = std::env::var("STEP_GFLOPS_SHAPES") {
+        shapes = list
+            .split(';')
+            .map(|t| {
+                let v: Vec<usize> = t.split(',').map(|x| x.trim().parse().unwrap()).collect();
+                (v[0], v[1], v[2])
+            })
+            .collect();
     }
     for isa in available_isas() {
         if only.is_some_and(|o| o != isa) || (only.is_none() && isa == Isa::Scalar) {

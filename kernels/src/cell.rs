@@ -173,6 +173,25 @@ pub(crate) unsafe fn block<
                 }
             }
         }
+        // Touch the rows of the next block of these tiles now: their zx, c
+        // and h_out lines arrive while this block's k loop runs, instead of
+        // stalling the next block's first fma (with large h, zx rows are
+        // far apart and come from L3).
+        for r in R..2 * R {
+            if r0 + r < a.rows {
+                for t in 0..T {
+                    let z = a.zx.wrapping_add((r0 + r) * a.ld_zx + (t0 + t) * u4);
+                    let mut b = 0;
+                    while b < u4 {
+                        V::prefetch(z.wrapping_add(b));
+                        b += 16;
+                    }
+                    let unit = (t0 + t) * u;
+                    V::prefetch(a.c.wrapping_add((r0 + r) * a.ld_c + unit));
+                    V::prefetch(a.h_out.wrapping_add((r0 + r) * a.ld_h_out + unit));
+                }
+            }
+        }
         let mut hp = [a.h_prev; R];
         for (r, p) in hp.iter_mut().enumerate() {
             *p = a.h_prev.add((r0 + r) * a.ld_h_prev);
@@ -298,7 +317,7 @@ pub(crate) unsafe fn block<
 macro_rules! step_kernel {
     (
         $(#[$attr:meta])*
-        fn $name:ident, $V:ty, NV = $NV:literal, MR = $MR:literal,
+        fn $name:ident, $V:ty, NV = $NV:expr, MR = $MR:expr,
         group = [$($gr:literal => $gt:literal),*],
         blocks = [$(($br:literal, $bt:literal)),*]
     ) => {

@@ -67,10 +67,14 @@ impl fmt::Display for Isa {
     }
 }
 
-/// The ISAs this build can run on this CPU, best first; always ends with
+/// The ISAs this build can run on this CPU (and that passed their
+/// self-check, see [`Kernels::for_isa`]), best first; always ends with
 /// [`Isa::Scalar`].
 pub fn available_isas() -> Vec<Isa> {
-    Isa::ALL.into_iter().filter(|i| i.is_available()).collect()
+    Isa::ALL
+        .into_iter()
+        .filter(|&i| Kernels::for_isa(i).is_some())
+        .collect()
 }
 
 /// Why [`Kernels::try_detect`] could not honour `LSTM_KERNELS_ISA`.
@@ -112,7 +116,7 @@ pub fn resolve_isa(forced: Option<&str>) -> Result<Isa, DetectError> {
         Some(s) if s.eq_ignore_ascii_case("auto") => Ok(available_isas()[0]),
         Some(s) => {
             let isa = Isa::from_name(s).ok_or_else(|| DetectError::UnknownIsa(s.to_string()))?;
-            if isa.is_available() {
+            if Kernels::for_isa(isa).is_some() {
                 Ok(isa)
             } else {
                 Err(DetectError::Unavailable(isa))
@@ -154,7 +158,43 @@ static DETECTED: OnceLock<Result<Kernels, DetectError>> = OnceLock::new();
 
 impl Kernels {
     /// The kernels for `isa`, or `None` when this build or CPU lacks it.
+    ///
+    /// A SIMD ISA is also refused if it fails its self-check: the first
+    /// time it is asked for in a process, it runs the activations, a step
+    /// and a backward on fixed inputs and must return the scalar path's
+    /// bits (a guard for ISA paths that the CI machine cannot run). A
+    /// failure is reported once on stderr.
     pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        static CHECKED: [OnceLock<bool>; 4] = [const { OnceLock::new() }; 4];
+        let k = Kernels::unchecked(isa)?;
+        if isa == Isa::Scalar {
+            return Some(k);
+        }
+        let slot = Isa::ALL.iter().position(|&i| i == isa).expect("listed");
+        let ok = *CHECKED[slot].get_or_init(|| {
+            let scalar = Kernels::unchecked(Isa::Scalar).expect("always available");
+            let ok = crate::selfcheck::agrees_with_scalar(&k, &scalar);
+            if !ok {
+                eprintln!(
+                    "lstm-kernels-simd: the {isa} kernels disagree with the scalar path on \
+                     this CPU; {isa} is disabled (please report this)"
+                );
+            }
+            ok
+        });
+        ok.then_some(k)
+    }
+
+    /// These kernels with `sigmoid_slice` computing tanh: what the
+    /// self-check must catch.
+    #[cfg(test)]
+    pub(crate) fn broken_for_test(mut self) -> Kernels {
+        self.sigmoid = self.tanh;
+        self
+    }
+
+    /// The kernels for `isa` if the CPU has it, without the self-check.
+    fn unchecked(isa: Isa) -> Option<Kernels> {
         if !isa.is_available() {
             return None;
         }

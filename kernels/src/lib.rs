@@ -13,9 +13,25 @@
 //! picks one at run time.
 //!
 //! Exactness: every ISA runs the same sequence of IEEE operations (fused
-//! multiply-add, correctly rounded division), so every ISA returns the same
-//! bits as the scalar path, and a step's result does not depend on the
-//! number of rows or on how its tiles are split between threads.
+//! multiply-add, correctly rounded division, integer bit operations), so
+//! every ISA returns the same bits as the scalar path; and every gate sum
+//! is one fma chain over `k` in order, so a step's result does not depend
+//! on the number of rows or on how its tiles are split between threads.
+//! The activations' error bounds are in [`bounds`].
+//!
+//! Tile shapes (`U` = hidden units per tile, the packing granule; `MR` =
+//! rows per register block):
+//!
+//! | ISA | `U` | `MR` | rows left over (`rows % MR`) |
+//! | --- | --- | --- | --- |
+//! | AVX-512F | 16 | 6 | 1 row x 4 tiles, 2 x 3, 3 x 2 at a time |
+//! | AVX2 + FMA | 8 | 3 | 1 row x 3 tiles at a time |
+//! | NEON | 4 | 6 | 1 row x 4 tiles, 2 x 3, 3 x 2 at a time |
+//! | scalar | 4 | 2 | 1 row x 2 tiles at a time |
+//!
+//! Threads: give each thread a fixed range of tiles for the whole sequence
+//! (weight-stationary) and call [`Kernels::step_tiles_raw`] with its range;
+//! the kernel writes only those tiles' columns.
 //!
 //! ```
 //! use lstm_kernels_simd::{pack_gate_columns, pack_recurrent, Kernels, StepParams};
@@ -45,6 +61,7 @@ mod cell;
 mod dispatch;
 mod pack;
 mod scalar;
+mod selfcheck;
 mod vector;
 
 #[cfg(target_arch = "aarch64")]
@@ -65,7 +82,9 @@ pub use pack::{
 /// against the exact function evaluated in f64, over every finite f32 input.
 ///
 /// ulps are counted in units of the spacing of f32 at the exact result
-/// (`2^-149` in the subnormal range). Infinities map to the limits exactly
+/// (`2^-149` in the subnormal range). Measured over all 2^32 inputs (the
+/// ignored test `exhaustive_every_f32`): sigmoid 2.41 ulp, tanh 2.42 ulp,
+/// both 8.93e-8 absolute; the constants round those up. Infinities map to the limits exactly
 /// (`tanh(±inf) = ±1`, `sigmoid(-inf) = 0`, `sigmoid(inf) = 1`), NaN to
 /// NaN, `tanh(-0) = -0`, and every ISA returns the same bits.
 pub mod bounds {

@@ -102,14 +102,16 @@ impl Vector for f32 {
 
 /// Hidden units per tile. Four keeps the tile small (little padding for
 /// tiny H) while giving the compiler four independent chains per gate.
-pub(crate) const U: usize = 4;
+pub(crate) const U: usize = NV; // one lane per vector
+/// Vectors per gate in a tile.
+const NV: usize = 4;
 /// Rows per register block.
 pub(crate) const MR: usize = 2;
 
 crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
-    fn step, f32, NV = 4, MR = 2, group = [1 => 2],
+    fn step, f32, NV = NV, MR = MR, group = [1 => 2],
     blocks = [(2, 1), (1, 1), (1, 2)]
 }
 
@@ -117,7 +119,7 @@ crate::cell::step_kernel! {
 /// `a` satisfies the contract of [`BackwardRaw`].
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: forwarded contract; `f32` needs no CPU feature.
-    unsafe { crate::cell::backward::<f32, 16>(a) }
+    unsafe { crate::cell::backward::<f32, { 4 * NV }>(a) }
 }
 
 /// # Safety

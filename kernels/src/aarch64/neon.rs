@@ -91,16 +91,18 @@ impl Vector for float32x4_t {
 }
 
 /// Hidden units per tile: one `float32x4_t` per gate.
-pub(crate) const U: usize = 4;
-/// Rows per register block: 6 rows x 4 gates = 24 accumulators of the 32
-/// vector registers, 4 for the weights of one `kk`, the rest for broadcasts.
+pub(crate) const U: usize = NV * 4;
+/// Vectors per gate in a tile.
+const NV: usize = 1;
+/// Rows per register block: 6 rows x 4 gates = 24 accumulators, plus 6
+/// broadcasts of `h_prev` and 1 weight vector: 31 of the 32 vector registers.
 pub(crate) const MR: usize = 6;
 
 crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "neon")]
-    fn step, float32x4_t, NV = 1, MR = 6, group = [1 => 4, 2 => 3, 3 => 2],
+    fn step, float32x4_t, NV = NV, MR = MR, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
 }
 
@@ -109,7 +111,7 @@ crate::cell::step_kernel! {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: this function's own contract.
-    unsafe { crate::cell::backward::<float32x4_t, 4>(a) }
+    unsafe { crate::cell::backward::<float32x4_t, { 4 * NV }>(a) }
 }
 
 /// # Safety

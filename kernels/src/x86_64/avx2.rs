@@ -91,9 +91,12 @@ impl Vector for __m256 {
 }
 
 /// Hidden units per tile: one `__m256` per gate.
-pub(crate) const U: usize = 8;
-/// Rows per register block: 3 rows x 4 gates = 12 accumulators of the 16
-/// ymm registers, the rest for the broadcast and the weights.
+pub(crate) const U: usize = NV * 8;
+/// Vectors per gate in a tile.
+const NV: usize = 1;
+/// Rows per register block: 3 rows x 4 gates = 12 accumulators, plus 3
+/// broadcasts of `h_prev` and 1 weight vector: all 16 ymm registers, none
+/// spilled (checked in the disassembly).
 pub(crate) const MR: usize = 3;
 
 crate::cell::step_kernel! {
@@ -101,7 +104,7 @@ crate::cell::step_kernel! {
     /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
     /// contract.
     #[target_feature(enable = "avx2,fma")]
-    fn step, __m256, NV = 1, MR = 3, group = [1 => 3],
+    fn step, __m256, NV = NV, MR = MR, group = [1 => 3],
     blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
 }
 
@@ -111,7 +114,7 @@ crate::cell::step_kernel! {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: this function's own contract.
-    unsafe { crate::cell::backward::<__m256, 4>(a) }
+    unsafe { crate::cell::backward::<__m256, { 4 * NV }>(a) }
 }
 
 /// # Safety
