@@ -349,13 +349,16 @@ mod determinism {
     #[test]
     fn threads_do_not_change_the_bits() {
         let mut rng = SplitMix64::new(9);
+        // Under emulation (LSTM_KERNELS_SKIP_SLOW) the two largest shapes are left out.
+        let skip = usize::from(std::env::var_os("LSTM_KERNELS_SKIP_SLOW").is_some()) * 2;
         for &(m, n, k) in &[
             (1600, 4096, 1024),
+            (3260, 2048, 512),
             (1200, 1024, 456),
             (25, 2048, 512),
-            (3260, 2048, 512),
             (1, 64, 3000),
-        ] {
+        ][skip..]
+        {
             let a = rng.uniform_vec(m * k, -1.0, 1.0);
             let b = rng.uniform_vec(k * n, -0.1, 0.1);
             let pool = rayon::ThreadPoolBuilder::new()

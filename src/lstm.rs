@@ -16,7 +16,6 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use crate::barrier::SpinBarrier;
 use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, Workspace};
-use crate::gemm::sgemm;
 use crate::packed::{pack_all, repack_into, PackedCell};
 use crate::reference::row_index;
 use crate::schedule::Schedule;
@@ -78,6 +77,22 @@ struct Shared {
 unsafe impl Send for Shared {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Shared {}
+
+/// A pointer the threads of one broadcast share; see the SAFETY notes where it is used.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: only used inside a broadcast whose threads write disjoint tiles of the buffer
+// it points into, which outlives the broadcast.
+unsafe impl Send for SendPtr {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for SendPtr {}
 
 fn grow(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
@@ -233,12 +248,53 @@ impl Lstm {
         self.pool.as_ref()
     }
 
-    /// `c += a · b` for contiguous row-major `a [m, k]`, `b [k, n]`, `c [m, n]`, on every
-    /// thread of the pool.
-    fn sgemm_all(&self, (m, n, k): (usize, usize, usize), a: &[f32], b: &[f32], c: &mut [f32]) {
+    /// `zx = bias + x W_x` for `total` rows of `x` (`[total, in]`), in tile order, on the
+    /// step kernel's GEMM: each thread owns the same tiles (and panels of `W_x`) as in
+    /// the time loop, and walks the rows in blocks that stay in its cache.
+    fn input_projection(&self, cell: &PackedCell, x: &[f32], total: usize, zx: &mut [f32]) {
+        /// Rows per kernel call: 64 rows of a 1024-wide input are 256 KiB, half an L2.
+        const ROWS: usize = 64;
+        let (in_w, gw) = (cell.input, cell.gate_width());
+        let nt = cell.padded / self.kernels.unit_tile();
+        debug_assert!(x.len() >= total * in_w && zx.len() >= total * gw);
+        let (xp, out) = (SendPtr(x.as_ptr().cast_mut()), SendPtr(zx.as_mut_ptr()));
+        let body = |tid: usize| {
+            let (t_lo, t_hi) = split(nt, self.threads, tid);
+            let mut r0 = 0;
+            while r0 < total {
+                let rows = ROWS.min(total - r0);
+                let a = StepRaw {
+                    rows,
+                    k: in_w,
+                    h_prev: xp.get().wrapping_add(r0 * in_w).cast_const(),
+                    ld_h_prev: in_w,
+                    w: cell.w_x_panels.as_ptr(),
+                    zx: cell.bias.as_ptr(),
+                    ld_zx: 0,
+                    peep: None,
+                    c: std::ptr::null_mut(),
+                    ld_c: 0,
+                    h_out: out.get().wrapping_add(r0 * gw),
+                    ld_h_out: gw,
+                    gates: None,
+                    ld_gates: gw,
+                    tiles: t_lo..t_hi,
+                    forget_bias: 0.0,
+                    cell_clip: f32::INFINITY,
+                };
+                // SAFETY: rows r0..r0 + rows of x ([total, in]) and of zx ([total, gw])
+                // are inside the slices; the panels and the tiled bias cover every tile;
+                // this thread writes only its own tiles' columns of zx, which nothing
+                // else reads until the broadcast ends; x is only read.
+                unsafe { self.kernels.gemm_tiles_raw(&a) };
+                r0 += rows;
+            }
+        };
         match &self.pool {
-            Some(pool) => pool.install(|| sgemm(self.threads, (m, n, k), a, k, b, n, c, n, true)),
-            None => sgemm(1, (m, n, k), a, k, b, n, c, n, true),
+            Some(pool) => {
+                pool.broadcast(|ctx| body(ctx.index()));
+            }
+            None => body(0),
         }
     }
 
@@ -322,10 +378,7 @@ impl Lstm {
                 };
 
                 // Every step's input projection at once, bias folded in.
-                let zx = &mut f.zx[..total * gw];
-                zx.chunks_exact_mut(gw)
-                    .for_each(|row| row.copy_from_slice(&cell.bias));
-                self.sgemm_all((total, gw, in_w), x, &cell.w_x, zx);
+                self.input_projection(cell, x, total, &mut f.zx[..total * gw]);
 
                 // The initial state in schedule order; padding units of c are zero.
                 let (h, hp) = (cell.hidden, cell.padded);
@@ -458,7 +511,9 @@ impl Lstm {
                 (p.h0, r)
             } else {
                 (
-                    p.out.wrapping_add(sched.offset[s - 1] * out_ld).cast_const(),
+                    p.out
+                        .wrapping_add(sched.offset[s - 1] * out_ld)
+                        .cast_const(),
                     out_ld,
                 )
             };

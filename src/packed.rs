@@ -20,6 +20,9 @@ pub(crate) struct PackedCell {
     pub input: usize,
     /// `[in, tiles*4U]`: the input projection's sgemm writes `zx` in tile order.
     pub w_x: Vec<f32>,
+    /// `W_x` as panels (like `w_h`): the input projection runs on the step kernel's
+    /// epilogue-free GEMM, from weights packed once.
+    pub w_x_panels: Vec<f32>,
     /// `[tiles*4U]`.
     pub bias: Vec<f32>,
     /// Panels of `W_h` (see `lstm_kernels_simd::pack_recurrent`).
@@ -66,6 +69,7 @@ pub(crate) fn pack_all(
                 recurrent: r,
                 input,
                 w_x: pack_gate_columns(w.input_weights(), input, h, u),
+                w_x_panels: kernels.pack_recurrent(w.input_weights(), input, h),
                 bias: pack_gate_columns(w.bias(), 1, h, u),
                 w_h: kernels.pack_recurrent(w.recurrent_weights(), r, h),
                 w_h_t: transpose(&pack_gate_columns(w.recurrent_weights(), r, h, u), r),
@@ -87,6 +91,7 @@ pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kerne
         let w = weights.cell(k);
         let (h, r, input) = (p.hidden, p.recurrent, p.input);
         pack_gate_columns_into(w.input_weights(), input, h, u, &mut p.w_x);
+        pack_recurrent_into(w.input_weights(), input, h, u, &mut p.w_x_panels);
         pack_gate_columns_into(w.bias(), 1, h, u, &mut p.bias);
         pack_recurrent_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
         transpose_into(

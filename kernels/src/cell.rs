@@ -130,7 +130,9 @@ const PREFETCH_ROWS: usize = 16;
 /// then the fused epilogue. `NV` = vectors per gate in a tile (`U / LANES`),
 /// `W = 4 NV` = vectors per panel row, `M = R T W` = accumulators (passed
 /// because stable Rust cannot compute array lengths from const
-/// parameters). `PEEP`: whether `a.peep` is set.
+/// parameters). `PEEP`: whether `a.peep` is set. `PLAIN`: no epilogue, the
+/// sums are stored as they are (`h_out` then has the `zx` layout: `4U` per
+/// tile): the same kernel as a GEMM, for the input projections.
 ///
 /// # Safety
 /// The [`Vector`] contract, `a` satisfies the [`StepRaw`] contract,
@@ -145,6 +147,7 @@ pub(crate) unsafe fn block<
     const T: usize,
     const M: usize,
     const PEEP: bool,
+    const PLAIN: bool,
 >(
     a: &StepRaw,
     r0: usize,
@@ -186,9 +189,11 @@ pub(crate) unsafe fn block<
                         V::prefetch(z.wrapping_add(b));
                         b += 16;
                     }
-                    let unit = (t0 + t) * u;
-                    V::prefetch(a.c.wrapping_add((r0 + r) * a.ld_c + unit));
-                    V::prefetch(a.h_out.wrapping_add((r0 + r) * a.ld_h_out + unit));
+                    if !PLAIN {
+                        let unit = (t0 + t) * u;
+                        V::prefetch(a.c.wrapping_add((r0 + r) * a.ld_c + unit));
+                        V::prefetch(a.h_out.wrapping_add((r0 + r) * a.ld_h_out + unit));
+                    }
                 }
             }
         }
@@ -222,6 +227,18 @@ pub(crate) unsafe fn block<
                     }
                 }
             }
+        }
+
+        if PLAIN {
+            for r in 0..R {
+                for t in 0..T {
+                    let out = a.h_out.add((r0 + r) * a.ld_h_out + (t0 + t) * u4);
+                    for j in 0..W {
+                        acc[at(r, t, j)].store(out.add(j * l));
+                    }
+                }
+            }
+            return;
         }
 
         // Epilogue, in two rounds of activations over the whole block so
@@ -317,7 +334,7 @@ pub(crate) unsafe fn block<
 macro_rules! step_kernel {
     (
         $(#[$attr:meta])*
-        fn $name:ident, $V:ty, NV = $NV:expr, MR = $MR:expr,
+        fn $name:ident, $V:ty, NV = $NV:expr, MR = $MR:expr, plain = $PLAIN:expr,
         group = [$($gr:literal => $gt:literal),*],
         blocks = [$(($br:literal, $bt:literal)),*]
     ) => {
@@ -332,10 +349,10 @@ macro_rules! step_kernel {
                     match (r, t, a.peep.is_some()) {
                         $(
                             ($br, $bt, true) => $crate::cell::block::<
-                                $V, $NV, W, $br, $bt, { $br * $bt * W }, true
+                                $V, $NV, W, $br, $bt, { $br * $bt * W }, true, $PLAIN
                             >(a, r0, t0),
                             ($br, $bt, false) => $crate::cell::block::<
-                                $V, $NV, W, $br, $bt, { $br * $bt * W }, false
+                                $V, $NV, W, $br, $bt, { $br * $bt * W }, false, $PLAIN
                             >(a, r0, t0),
                         )*
                         _ => unreachable!("no block for {} rows x {} tiles", r, t),

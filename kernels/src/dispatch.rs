@@ -139,6 +139,7 @@ pub struct Kernels {
     u: usize,
     mr: usize,
     step: StepFn,
+    gemm: StepFn,
     backward: BackwardFn,
     sigmoid: MapFn,
     tanh: MapFn,
@@ -204,6 +205,7 @@ impl Kernels {
                 u: crate::scalar::U,
                 mr: crate::scalar::MR,
                 step: crate::scalar::step,
+                gemm: crate::scalar::gemm,
                 backward: crate::scalar::backward,
                 sigmoid: crate::scalar::sigmoid,
                 tanh: crate::scalar::tanh,
@@ -216,6 +218,7 @@ impl Kernels {
                     u: m::U,
                     mr: m::MR,
                     step: m::step,
+                    gemm: m::gemm,
                     backward: m::backward,
                     sigmoid: m::sigmoid,
                     tanh: m::tanh,
@@ -229,6 +232,7 @@ impl Kernels {
                     u: m::U,
                     mr: m::MR,
                     step: m::step,
+                    gemm: m::gemm,
                     backward: m::backward,
                     sigmoid: m::sigmoid,
                     tanh: m::tanh,
@@ -242,6 +246,7 @@ impl Kernels {
                     u: m::U,
                     mr: m::MR,
                     step: m::step,
+                    gemm: m::gemm,
                     backward: m::backward,
                     sigmoid: m::sigmoid,
                     tanh: m::tanh,
@@ -451,6 +456,25 @@ impl Kernels {
         // SAFETY: the caller's contract is the kernel's; `self` came from
         // `for_isa`.
         unsafe { (self.step)(a) }
+    }
+
+    /// The step kernel without its epilogue, a GEMM in the kernels' tile order:
+    /// `h_out[r] = zx[r] + h_prev[r] W` for rows `0..a.rows` and the tiles `a.tiles`,
+    /// `h_out` laid out like `zx` (`4U` per tile, row stride `a.ld_h_out`). With
+    /// `a.ld_zx = 0` every row starts from the same `zx` row (a bias). `W` is packed by
+    /// [`crate::pack_recurrent`] with `k` = the input width: the input projection of a
+    /// layer in the order the step kernel reads it, with the same sum order for every
+    /// element whatever the rows and tiles of the call. `c`, `peep`, `gates` and the
+    /// cell options are not used.
+    ///
+    /// # Safety
+    /// As [`Kernels::step_tiles_raw`], with `h_out` holding `4U` per tile.
+    pub unsafe fn gemm_tiles_raw(&self, a: &StepRaw) {
+        if a.rows == 0 || a.tiles.is_empty() {
+            return;
+        }
+        // SAFETY: the caller's contract is the kernel's; `self` came from `for_isa`.
+        unsafe { (self.gemm)(a) }
     }
 
     /// The fused elementwise backward of one step, tiles `tile_range`,

@@ -111,7 +111,17 @@ pub(crate) const MR: usize = 2;
 crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
-    fn step, f32, NV = NV, MR = MR, group = [1 => 2],
+    fn step, f32, NV = NV, MR = MR, plain = false, group = [1 => 2],
+    blocks = [(2, 1), (1, 1), (1, 2)]
+}
+
+crate::cell::step_kernel! {
+    /// The step kernel without its epilogue: a GEMM into `h_out` in the
+    /// `zx` layout, for the input projections.
+    ///
+    /// # Safety
+    /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
+    fn gemm, f32, NV = NV, MR = MR, plain = true, group = [1 => 2],
     blocks = [(2, 1), (1, 1), (1, 2)]
 }
 

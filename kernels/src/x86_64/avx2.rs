@@ -104,7 +104,19 @@ crate::cell::step_kernel! {
     /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
     /// contract.
     #[target_feature(enable = "avx2,fma")]
-    fn step, __m256, NV = NV, MR = MR, group = [1 => 3],
+    fn step, __m256, NV = NV, MR = MR, plain = false, group = [1 => 3],
+    blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
+}
+
+crate::cell::step_kernel! {
+    /// The step kernel without its epilogue: a GEMM into `h_out` in the
+    /// `zx` layout, for the input projections.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
+    /// contract.
+    #[target_feature(enable = "avx2,fma")]
+    fn gemm, __m256, NV = NV, MR = MR, plain = true, group = [1 => 3],
     blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
 }
 

@@ -1,0 +1,130 @@
+//! The epilogue-free step kernel (`gemm_tiles_raw`) on every ISA: against an f64 product,
+//! bitwise against scalar, and independent of how rows and tiles are split.
+
+use lstm_kernels_simd::{
+    available_isas, pack_gate_columns, pack_recurrent, tiles, Isa, Kernels, StepRaw,
+};
+
+fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// `out = bias + x W` through the kernel, rows and tiles split as `row_chunk`/`tile_split`.
+#[allow(clippy::too_many_arguments)] // the shape and the split under test
+fn run(
+    kern: &Kernels,
+    x: &[f32],
+    k: usize,
+    h: usize,
+    w: &[f32],
+    bias: &[f32],
+    rows: usize,
+    row_chunk: usize,
+    tile_split: usize,
+) -> Vec<f32> {
+    let u = kern.unit_tile();
+    let nt = tiles(h, u);
+    let gw = nt * 4 * u;
+    let panels = pack_recurrent(w, k, h, u);
+    let bias_t = pack_gate_columns(bias, 1, h, u);
+    let mut out = vec![f32::NAN; rows * gw];
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = row_chunk.min(rows - r0);
+        let mut t0 = 0;
+        while t0 < nt {
+            let t1 = (t0 + tile_split).min(nt);
+            let a = StepRaw {
+                rows: n,
+                k,
+                h_prev: x[r0 * k..].as_ptr(),
+                ld_h_prev: k,
+                w: panels.as_ptr(),
+                zx: bias_t.as_ptr(),
+                ld_zx: 0,
+                peep: None,
+                c: std::ptr::null_mut(),
+                ld_c: 0,
+                h_out: out[r0 * gw..].as_mut_ptr(),
+                ld_h_out: gw,
+                gates: None,
+                ld_gates: gw,
+                tiles: t0..t1,
+                forget_bias: 0.0,
+                cell_clip: f32::INFINITY,
+            };
+            // SAFETY: x holds rows x k, the panels and the tiled bias cover every tile,
+            // out holds rows x gw; c, peep and gates are not used by the GEMM kernel.
+            unsafe { kern.gemm_tiles_raw(&a) };
+            t0 = t1;
+        }
+        r0 += n;
+    }
+    out
+}
+
+#[test]
+fn gemm_mode_is_a_product_in_tile_order() {
+    let mut seed = 1u64;
+    let scalar = Kernels::for_isa(Isa::Scalar).unwrap();
+    for &(rows, k, h) in &[
+        (1, 1, 1),
+        (1, 512, 64),
+        (7, 17, 33),
+        (25, 100, 16),
+        (64, 64, 17),
+    ] {
+        let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed)).collect();
+        let w: Vec<f32> = (0..k * 4 * h).map(|_| lcg(&mut seed) * 0.1).collect();
+        let bias: Vec<f32> = (0..4 * h).map(|_| lcg(&mut seed)).collect();
+        let reference = run(&scalar, &x, k, h, &w, &bias, rows, rows, usize::MAX);
+        for isa in available_isas() {
+            let kern = Kernels::for_isa(isa).unwrap();
+            let u = kern.unit_tile();
+            let gw = tiles(h, u) * 4 * u;
+            let got = run(&kern, &x, k, h, &w, &bias, rows, rows, usize::MAX);
+            for r in 0..rows {
+                for g in 0..4 {
+                    for unit in 0..h {
+                        let col = (unit / u) * 4 * u + g * u + unit % u;
+                        let want: f64 = f64::from(bias[g * h + unit])
+                            + (0..k)
+                                .map(|p| {
+                                    f64::from(x[r * k + p]) * f64::from(w[p * 4 * h + g * h + unit])
+                                })
+                                .sum::<f64>();
+                        let v = f64::from(got[r * gw + col]);
+                        // An fma chain of k terms of size <= 0.1: k half-ulps of the
+                        // running sum (|sum| <= 1 + 0.1 k).
+                        let tol =
+                            (k as f64 + 1.0) * f64::from(f32::EPSILON) * (1.0 + 0.1 * k as f64);
+                        assert!(
+                            (v - want).abs() <= tol,
+                            "{isa:?} {rows}x{k}x{h} [{r},{g},{unit}]: {v} vs {want}"
+                        );
+                    }
+                }
+                // Padding units of the last tile hold the (zero) padding of W and bias.
+                for col in 0..gw {
+                    let (t, rem) = (col / (4 * u), col % (4 * u));
+                    if t * u + rem % u >= h {
+                        assert_eq!(got[r * gw + col], 0.0, "{isa:?} padding");
+                    }
+                }
+            }
+            if u == scalar.unit_tile() {
+                assert!(got == reference, "{isa:?}: differs from scalar");
+            }
+            // Any split of rows and tiles gives the same bits.
+            for (chunk, split) in [(1, 1), (2, 3), (5, 2)] {
+                assert!(
+                    run(&kern, &x, k, h, &w, &bias, rows, chunk, split) == got,
+                    "{isa:?} split {chunk}/{split}"
+                );
+            }
+        }
+    }
+}
