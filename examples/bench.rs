@@ -138,6 +138,22 @@ fn train(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String>
     Ok(median((0..reps).map(|_| once()).collect::<Result<_, _>>()?))
 }
 
+/// One training step of the seed's language model (`seed-ptb-lm`): forward, loss,
+/// backward, clip, SGD.
+fn lm_train(threads: usize, reps: usize) -> Result<f64, String> {
+    let mut step = lstm_kernels::lm::train::SeedStep::new(threads).map_err(|e| e.to_string())?;
+    for _ in 0..3 {
+        step.run().map_err(|e| e.to_string())?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        step.run().map_err(|e| e.to_string())?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(median(times))
+}
+
 fn sgemm_ceiling(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -176,19 +192,25 @@ fn main() -> ExitCode {
             let result = match work {
                 Work::Forward if args.sgemm => sgemm_ceiling(shape, args.threads, args.reps),
                 Work::Forward => forward(shape, args.threads, args.reps),
-                Work::Train if shape.name == "seed-ptb-lm" => {
-                    Err("the language-model step is not in the runner yet".to_string())
-                }
+                Work::Train if shape.name == "seed-ptb-lm" => lm_train(args.threads, args.reps),
                 Work::Train => train(shape, args.threads, args.reps),
             };
             match result {
                 Ok(median_s) => println!(
-                    "{{\"shape\":\"{}\",\"work\":\"{}\",\"threads\":{},\"median_s\":{:.6e},\"gflops\":{:.2}}}",
+                    "{{\"shape\":\"{}\",\"work\":\"{}\",\"threads\":{},\"median_s\":{:.6e},\"gflops\":{:.2}{}}}",
                     shape.name,
                     if args.sgemm { "sgemm" } else { work.name() },
                     args.threads,
                     median_s,
-                    shape.flops(work) / median_s / 1e9
+                    shape.flops(work) / median_s / 1e9,
+                    if shape.name == "seed-ptb-lm" {
+                        format!(
+                            ",\"words_per_s\":{:.1}",
+                            (shape.batch * shape.steps) as f64 / median_s
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
                 Err(e) => {
                     eprintln!("bench: {} {}: {e}", shape.name, work.name());

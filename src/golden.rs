@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
+use crate::lm::{LanguageModel, LmWorkspace};
 use crate::lstm::{Lstm, LstmOptions};
 use crate::reference_grad::{self, Upstream};
 use crate::spec::LstmSpec;
@@ -549,7 +550,22 @@ impl GoldenCase {
             }
             forward.push(("expected/output".to_string(), ws.output().to_vec()));
         }
-        for (k, cell) in ws.final_state().cells.iter().enumerate() {
+        // The language model on the fast engine runs through the `lm` module (embedding,
+        // one Lstm per layer, the fused softmax layer); the reference engine keeps the
+        // f64 oracle below.
+        let lm_run = match (&lm, engine, &lengths) {
+            (Some(lmt), Engine::Fast(options), None) => {
+                Some(lmt.run_lm(&weights, options, init.as_ref())?)
+            }
+            _ => None,
+        };
+        let finals: Vec<CellState> = match &lm_run {
+            Some((_, _, lws, _)) => (0..spec.num_layers())
+                .map(|l| lws.final_state(l).clone())
+                .collect(),
+            None => ws.final_state().cells.clone(),
+        };
+        for (k, cell) in finals.iter().enumerate() {
             for (which, got) in [("c", &cell.c), ("h", &cell.h)] {
                 let name = format!("expected/final_state/{k}/{which}");
                 if self.tensors.contains(&name) {
@@ -559,7 +575,10 @@ impl GoldenCase {
         }
         let mut loss = None;
         if let Some(lm) = &lm {
-            let (logits, cost) = lm.logits_and_cost(spec, ws.output())?;
+            let (logits, cost) = match lm_run {
+                Some((_, logits, _, cost)) => (logits, cost as f32),
+                None => lm.logits_and_cost(spec, ws.output())?,
+            };
             if self.tensors.contains("expected/logits") {
                 forward.push(("expected/logits".to_string(), logits));
             }
@@ -615,6 +634,11 @@ impl GoldenCase {
         lm: Option<&LanguageModelTensors<'_>>,
     ) -> Result<NamedTensors> {
         let spec = &self.spec;
+        if let (Some(lmt), Engine::Fast(options), None) = (lm, engine, fi.sequence_length) {
+            if self.grad_final_state(fi.batch)?.is_none() {
+                return self.lm_gradients(lmt, weights, options, fi);
+            }
+        }
         let mut ws = Workspace::new(spec, fi.batch, fi.steps);
         let fast = match engine {
             Engine::Reference => {
@@ -711,6 +735,75 @@ impl GoldenCase {
     }
 }
 
+impl GoldenCase {
+    /// A language-model case's gradients through the `lm` module: forward, fused softmax
+    /// loss and backward as training runs them, paired with every `expected/grad/...`.
+    fn lm_gradients(
+        &self,
+        lmt: &LanguageModelTensors<'_>,
+        weights: &LstmWeights,
+        options: LstmOptions,
+        fi: &ForwardInput<'_>,
+    ) -> Result<NamedTensors> {
+        let init = match fi.initial_state {
+            InitialState::Given(s) => Some(s),
+            _ => None,
+        };
+        let (model, _, mut lws, _) = lmt.run_lm(weights, options, init)?;
+        if let Some(s) = init {
+            lws.set_state(&s.cells)?;
+        } else {
+            lws.reset_state();
+        }
+        model.gradients(&mut lws, lmt.ids, lmt.targets, None)?;
+        let g = lws.gradients();
+        let mut pairs = Vec::new();
+        for name in self
+            .tensors
+            .names()
+            .filter(|n| n.starts_with("expected/grad/"))
+        {
+            let key = &name["expected/grad/".len()..];
+            let got = match key {
+                "embedding" => g.embedding_dense(lmt.vocab),
+                "softmax_w" => g.softmax_w(lmt.vocab).to_vec(),
+                "softmax_b" => g.softmax_b(lmt.vocab).to_vec(),
+                _ => {
+                    let layer = key
+                        .strip_prefix("layers/")
+                        .and_then(|r| r.split_once('/'))
+                        .and_then(|(k, w)| Some((k.parse::<usize>().ok()?, w)))
+                        .filter(|(k, _)| *k < g.layers.len());
+                    let initial = key
+                        .strip_prefix("initial_state/")
+                        .and_then(|r| r.split_once('/'))
+                        .and_then(|(k, w)| Some((k.parse::<usize>().ok()?, w)))
+                        .filter(|(k, _)| *k < g.layers.len());
+                    match (layer, initial) {
+                        (Some((k, w)), _) => g.layers[k]
+                            .to_tensorflow()
+                            .f32(&format!("layers/0/{w}"))
+                            .map_err(|_| {
+                                Error::MissingTensor(format!("the crate has no gradient `{key}`"))
+                            })?
+                            .1
+                            .to_vec(),
+                        (_, Some((k, "c"))) => g.layers[k].initial_state.cells[0].c.clone(),
+                        (_, Some((k, "h"))) => g.layers[k].initial_state.cells[0].h.clone(),
+                        _ => {
+                            return Err(Error::MissingTensor(format!(
+                                "the crate has no gradient `{key}`"
+                            )))
+                        }
+                    }
+                }
+            };
+            pairs.push((name.to_string(), got));
+        }
+        Ok(pairs)
+    }
+}
+
 struct ForwardRun {
     forward: Vec<(String, Vec<f32>)>,
     loss: Option<(String, Vec<f32>)>,
@@ -733,6 +826,29 @@ struct LanguageModelTensors<'a> {
 }
 
 impl<'a> LanguageModelTensors<'a> {
+    /// The case as a [`LanguageModel`] after one forward window from `init` (or zeros):
+    /// the model, the logits, its workspace (final states) and the cost.
+    fn run_lm(
+        &self,
+        weights: &LstmWeights,
+        options: LstmOptions,
+        init: Option<&LstmState>,
+    ) -> Result<(LanguageModel, Vec<f32>, LmWorkspace, f64)> {
+        let model = LanguageModel::from_parts(
+            self.embedding,
+            weights,
+            self.softmax_w,
+            self.softmax_b,
+            options,
+        )?;
+        let mut lws = LmWorkspace::new(&model, self.batch, self.steps);
+        if let Some(s) = init {
+            lws.set_state(&s.cells)?;
+        }
+        let (logits, cost) = model.logits(&mut lws, self.ids, self.targets)?;
+        Ok((model, logits, lws, cost))
+    }
+
     fn read(case: &'a GoldenCase) -> Result<Self> {
         let t = &case.tensors;
         let spec = &case.spec;

@@ -75,15 +75,14 @@ pub struct SoftmaxGrads<'a> {
     pub d_weights: &'a mut [f32],
 }
 
-fn check(
-    ws: &SoftmaxWorkspace,
-    weights: &[f32],
-    hidden: &[f32],
-    targets: &[i32],
-) -> Result<usize> {
+fn check(ws: &SoftmaxWorkspace, weights: &[f32], hidden: &[f32], targets: &[i32]) -> Result<usize> {
     let (h, v) = (ws.hidden, ws.vocab);
     if weights.len() != (h + 1) * v {
-        return Err(Error::shape("softmax weights", &[h + 1, v], &[weights.len()]));
+        return Err(Error::shape(
+            "softmax weights",
+            &[h + 1, v],
+            &[weights.len()],
+        ));
     }
     let n = targets.len();
     if hidden.len() != n * (h + 1) {
@@ -138,11 +137,7 @@ pub fn softmax_cross_entropy(
             return Err(Error::Shape {
                 tensor: "softmax input gradient".into(),
                 expected: format!("[{n}, {h}] (row stride >= {h})"),
-                actual: format!(
-                    "{} elements, row stride {}",
-                    g.d_hidden.len(),
-                    g.ld_hidden
-                ),
+                actual: format!("{} elements, row stride {}", g.d_hidden.len(), g.ld_hidden),
             });
         }
     }
@@ -357,7 +352,7 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
     let bits = ((n as i32 + 127) as u32) << 23;
     y * f32::from_bits(bits)
