@@ -181,3 +181,41 @@ fn stream_evaluation_matches_window_one() {
     }
     assert!(evaluate_stream(&model, &data[..1], 5, |_| {}).is_err());
 }
+
+/// Perplexities survive the checkpoint bit for bit, including values whose shortest
+/// decimal form a fast float parser rounds wrongly (this one did, before serde_json's
+/// `float_roundtrip` was on).
+#[test]
+fn checkpoint_history_round_trips_exactly() {
+    let config = config();
+    let model = LanguageModel::new(&config, 3, Some(1)).unwrap();
+    let history = vec![
+        (11.373541539761641, 0.0),
+        (11.377193953864623, 6.503274139481548),
+    ];
+    let path = std::env::temp_dir().join(format!(
+        "lstm-kernels-hist-{}.safetensors",
+        std::process::id()
+    ));
+    checkpoint::save(
+        &path,
+        &model,
+        &config,
+        &Progress {
+            epochs_done: 2,
+            seed: 3,
+            history: history.clone(),
+        },
+    )
+    .unwrap();
+    let c = checkpoint::load(
+        &path,
+        LstmOptions {
+            isa: None,
+            threads: Some(1),
+        },
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(c.progress.history, history);
+}

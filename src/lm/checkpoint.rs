@@ -125,6 +125,8 @@ pub fn save(
     t.set_metadata("epochs_done", &progress.epochs_done.to_string());
     t.set_metadata("seed", &progress.seed.to_string());
     let history: Vec<[f64; 2]> = progress.history.iter().map(|&(a, b)| [a, b]).collect();
+    // Read back exactly: serde_json parses floats correctly rounded only with its
+    // `float_roundtrip` feature, which the crate enables for this.
     t.set_metadata("history", &json!(history).to_string());
     // Write then rename, so that an interrupted save leaves the previous checkpoint whole.
     let path = path.as_ref();
