@@ -94,7 +94,8 @@ unsafe impl Send for SendPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for SendPtr {}
 
-fn grow(v: &mut Vec<f32>, n: usize) {
+/// Grows `v` to at least `n` elements (allocates only the first time a size is seen).
+pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
     if v.len() < n {
         v.resize(n, 0.0);
     }

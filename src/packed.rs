@@ -5,7 +5,7 @@ use lstm_kernels_simd::{
 };
 
 use crate::spec::LstmSpec;
-use crate::weights::LstmWeights;
+use crate::weights::{transpose, LstmWeights};
 
 /// One cell (layer, direction) in kernel order for one tile width `U`.
 #[derive(Debug, Clone)]
@@ -63,18 +63,27 @@ pub(crate) fn pack_all(
                 spec.layer_input_size(l),
             );
             let w = weights.cell(k);
+            let padded = kernels.padded(h);
             PackedCell {
                 hidden: h,
-                padded: kernels.padded(h),
+                padded,
                 recurrent: r,
                 input,
                 w_x: pack_gate_columns(w.input_weights(), input, h, u),
                 w_x_panels: kernels.pack_recurrent(w.input_weights(), input, h),
                 bias: pack_gate_columns(w.bias(), 1, h, u),
                 w_h: kernels.pack_recurrent(w.recurrent_weights(), r, h),
-                w_h_t: transpose(&pack_gate_columns(w.recurrent_weights(), r, h, u), r),
-                w_x_t: transpose(&pack_gate_columns(w.input_weights(), input, h, u), input),
-                proj_t: w.projection().map(|p| transpose(p, h)),
+                w_h_t: transpose(
+                    &pack_gate_columns(w.recurrent_weights(), r, h, u),
+                    r,
+                    4 * padded,
+                ),
+                w_x_t: transpose(
+                    &pack_gate_columns(w.input_weights(), input, h, u),
+                    input,
+                    4 * padded,
+                ),
+                proj_t: w.projection().map(|p| transpose(p, h, r)),
                 peepholes: w
                     .peepholes()
                     .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
@@ -130,13 +139,6 @@ pub(crate) fn unpack_gate_columns_into(
             }
         }
     }
-}
-
-/// The transpose of a row-major matrix of `rows` rows.
-fn transpose(m: &[f32], rows: usize) -> Vec<f32> {
-    let mut out = vec![0.0; m.len()];
-    transpose_into(m, rows, &mut out);
-    out
 }
 
 fn transpose_into(m: &[f32], rows: usize, out: &mut [f32]) {

@@ -14,7 +14,7 @@ use lstm_kernels_simd::BackwardRaw;
 use crate::error::{Error, Result};
 use crate::forward::{ForwardInput, LstmState, Workspace};
 use crate::gemm::{gemm_op, Operand};
-use crate::lstm::Lstm;
+use crate::lstm::{grow, Lstm};
 use crate::packed::{unpack_gate_columns_into, PackedCell};
 use crate::reference::row_index;
 use crate::schedule::Schedule;
@@ -104,12 +104,6 @@ pub struct TrainReserve {
     pub(crate) steps: usize,
     pub(crate) lengths: Vec<usize>,
     pub(crate) filled: bool,
-}
-
-fn grow(v: &mut Vec<f32>, n: usize) {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
 }
 
 impl TrainReserve {

@@ -207,7 +207,8 @@ fn reorder_vector(v: &[f32], from: GateOrder, to: GateOrder, h: usize) -> Vec<f3
     out
 }
 
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// The transpose of a row-major `[rows, cols]` matrix.
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; m.len()];
     for r in 0..rows {
         for c in 0..cols {

@@ -64,16 +64,7 @@ pub fn run(
     lengths: Option<&[i32]>,
     init: Option<&LstmState>,
 ) -> (Vec<f32>, LstmState) {
-    let mut ws = Workspace::new(weights.spec(), batch, steps);
-    let mut input = ForwardInput::new(x, batch, steps);
-    if let Some(l) = lengths {
-        input = input.sequence_length(l);
-    }
-    if let Some(s) = init {
-        input = input.initial_state(InitialState::Given(s));
-    }
-    lstm_kernels::reference::forward(weights, &input, &mut ws).expect("forward");
-    (ws.output().to_vec(), ws.final_state().clone())
+    run_on(Engine::Reference, weights, x, batch, steps, lengths, init)
 }
 
 /// A random state for `spec` and `batch`.
