@@ -149,7 +149,7 @@ pub struct Workspace {
     pub(crate) gates: Vec<f32>,
     pub(crate) cell_out: Vec<f32>,
     pub(crate) fast: FastBuffers,
-    pub(crate) backward: crate::train::BackwardBuffers,
+    pub(crate) backward: crate::bptt::BackwardBuffers,
 }
 
 /// The buffers of the packed fast path, grown on first use to what the schedule needs.

@@ -48,6 +48,7 @@
 
 mod barrier;
 pub mod bench;
+mod bptt;
 pub mod error;
 pub mod forward;
 mod gemm;
@@ -55,6 +56,7 @@ pub mod golden;
 pub mod lm;
 mod lstm;
 mod packed;
+mod panel_gemm;
 pub mod reference;
 pub mod reference_grad;
 mod schedule;

@@ -17,6 +17,7 @@ use crate::barrier::SpinBarrier;
 use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, Workspace};
 use crate::packed::{pack_all, repack_into, PackedCell};
+use crate::panel_gemm::Panels;
 use crate::reference::row_index;
 use crate::schedule::Schedule;
 use crate::train::TrainReserve;
@@ -80,11 +81,11 @@ unsafe impl Sync for Shared {}
 
 /// A pointer the threads of one broadcast share; see the SAFETY notes where it is used.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 
 impl SendPtr {
     /// The pointer (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -102,7 +103,7 @@ pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
 }
 
 /// `lo..hi` of `n` items for part `i` of `parts`, balanced and contiguous.
-fn split(n: usize, parts: usize, i: usize) -> (usize, usize) {
+pub(crate) fn split(n: usize, parts: usize, i: usize) -> (usize, usize) {
     (i * n / parts, (i + 1) * n / parts)
 }
 
@@ -249,56 +250,6 @@ impl Lstm {
         self.pool.as_ref()
     }
 
-    /// `zx = bias + x W_x` for `total` rows of `x` (`[total, in]`), in tile order, on the
-    /// step kernel's GEMM: each thread owns the same tiles (and panels of `W_x`) as in
-    /// the time loop, and walks the rows in blocks that stay in its cache.
-    fn input_projection(&self, cell: &PackedCell, x: &[f32], total: usize, zx: &mut [f32]) {
-        /// Rows per kernel call: 64 rows of a 1024-wide input are 256 KiB, half an L2.
-        const ROWS: usize = 64;
-        let (in_w, gw) = (cell.input, cell.gate_width());
-        let nt = cell.padded / self.kernels.unit_tile();
-        debug_assert!(x.len() >= total * in_w && zx.len() >= total * gw);
-        let (xp, out) = (SendPtr(x.as_ptr().cast_mut()), SendPtr(zx.as_mut_ptr()));
-        let body = |tid: usize| {
-            let (t_lo, t_hi) = split(nt, self.threads, tid);
-            let mut r0 = 0;
-            while r0 < total {
-                let rows = ROWS.min(total - r0);
-                let a = StepRaw {
-                    rows,
-                    k: in_w,
-                    h_prev: xp.get().wrapping_add(r0 * in_w).cast_const(),
-                    ld_h_prev: in_w,
-                    w: cell.w_x_panels.as_ptr(),
-                    zx: cell.bias.as_ptr(),
-                    ld_zx: 0,
-                    peep: None,
-                    c: std::ptr::null_mut(),
-                    ld_c: 0,
-                    h_out: out.get().wrapping_add(r0 * gw),
-                    ld_h_out: gw,
-                    gates: None,
-                    ld_gates: gw,
-                    tiles: t_lo..t_hi,
-                    forget_bias: 0.0,
-                    cell_clip: f32::INFINITY,
-                };
-                // SAFETY: rows r0..r0 + rows of x ([total, in]) and of zx ([total, gw])
-                // are inside the slices; the panels and the tiled bias cover every tile;
-                // this thread writes only its own tiles' columns of zx, which nothing
-                // else reads until the broadcast ends; x is only read.
-                unsafe { self.kernels.gemm_tiles_raw(&a) };
-                r0 += rows;
-            }
-        };
-        match &self.pool {
-            Some(pool) => {
-                pool.broadcast(|ctx| body(ctx.index()));
-            }
-            None => body(0),
-        }
-    }
-
     fn run(
         &self,
         input: &ForwardInput<'_>,
@@ -378,8 +329,10 @@ impl Lstm {
                     &f.xg[..total * in_w]
                 };
 
-                // Every step's input projection at once, bias folded in.
-                self.input_projection(cell, x, total, &mut f.zx[..total * gw]);
+                // Every step's input projection at once, bias folded in, in tile order.
+                let u4 = 4 * self.kernels.unit_tile();
+                let w_x = Panels::packed(&cell.w_x_panels, in_w, u4);
+                self.panel_gemm(total, x, in_w, w_x, &cell.bias, &mut f.zx, gw);
 
                 // The initial state in schedule order; padding units of c are zero.
                 let (h, hp) = (cell.hidden, cell.padded);
@@ -537,6 +490,8 @@ impl Lstm {
                 h_prev,
                 ld_h_prev,
                 w: cell.w_h.as_ptr(),
+                ld_w: 4 * u,
+                w_panel: r * 4 * u,
                 zx: p.zx.wrapping_add(sched.offset[s] * gw),
                 ld_zx: gw,
                 peep: cell

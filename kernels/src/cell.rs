@@ -57,8 +57,12 @@ impl StepParams {
 /// Layouts, with `U` = [`crate::Kernels::unit_tile`] and `tiles` the total
 /// tile count of the layer:
 /// - `h_prev`: `rows x k`, row stride `ld_h_prev >= k`;
-/// - `w`: the output of [`crate::pack_recurrent`] for this `U` and `k`;
-///   tile `t`'s panel starts at `t * k * 4U`;
+/// - `w`: panels of `4U` columns: tile `t`'s panel starts at
+///   `t * w_panel` and its row `kk` at `t * w_panel + kk * ld_w`. The
+///   output of [`crate::pack_recurrent`] has `ld_w = 4U`,
+///   `w_panel = k * 4U`; a row-major `[k, tiles*4U]` matrix (gate
+///   gradients in tile order, say) is read in place with `ld_w` = its row
+///   stride and `w_panel = 4U`;
 /// - `zx`, `gates`: `rows x tiles*4U` in tile order (strides `ld_zx`,
 ///   `ld_gates`); `gates` receives `i, g, f, o` activated;
 /// - `peep`: the output of [`crate::pack_peepholes`] (`tiles * 3U`);
@@ -72,6 +76,8 @@ pub struct StepRaw {
     pub h_prev: *const f32,
     pub ld_h_prev: usize,
     pub w: *const f32,
+    pub ld_w: usize,
+    pub w_panel: usize,
     pub zx: *const f32,
     pub ld_zx: usize,
     pub peep: Option<NonNull<f32>>,
@@ -168,7 +174,7 @@ pub(crate) unsafe fn block<
         let mut acc = [zero; M];
         let mut wp = [a.w; T];
         for t in 0..T {
-            wp[t] = a.w.add((t0 + t) * a.k * u4);
+            wp[t] = a.w.add((t0 + t) * a.w_panel);
             for r in 0..R {
                 let z = a.zx.add((r0 + r) * a.ld_zx + (t0 + t) * u4);
                 for j in 0..W {
@@ -212,7 +218,7 @@ pub(crate) unsafe fn block<
             // The panel streams from L2 when it outgrows L1 (k > 256 or
             // so); the hardware prefetcher alone lags behind.
             for t in 0..T {
-                let ahead = wp[t].wrapping_add((kk + PREFETCH_ROWS) * u4);
+                let ahead = wp[t].wrapping_add((kk + PREFETCH_ROWS) * a.ld_w);
                 let mut b = 0;
                 while b < u4 {
                     V::prefetch(ahead.wrapping_add(b));
@@ -221,7 +227,7 @@ pub(crate) unsafe fn block<
             }
             for t in 0..T {
                 for j in 0..W {
-                    let w = V::load(wp[t].add(kk * u4 + j * l));
+                    let w = V::load(wp[t].add(kk * a.ld_w + j * l));
                     for r in 0..R {
                         acc[at(r, t, j)] = V::fma(hb[r], w, acc[at(r, t, j)]);
                     }

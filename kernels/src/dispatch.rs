@@ -418,6 +418,8 @@ impl Kernels {
             h_prev: h_prev.as_ptr(),
             ld_h_prev: k,
             w: w_packed.as_ptr(),
+            ld_w: 4 * u,
+            w_panel: k * 4 * u,
             zx: zx.as_ptr(),
             ld_zx: w4,
             peep: peep.map(|p| NonNull::from(p).cast()),

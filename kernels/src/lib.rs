@@ -72,9 +72,9 @@ mod x86_64;
 pub use cell::{BackwardRaw, StepParams, StepRaw};
 pub use dispatch::{available_isas, resolve_isa, DetectError, Isa, Kernels, ISA_ENV};
 pub use pack::{
-    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_recurrent, pack_recurrent_into,
-    packed_recurrent_len, pad_units, padded, tiles, unpack_gate_columns, unpack_peepholes,
-    unpack_recurrent, unpad_units,
+    pack_gate_columns, pack_gate_columns_into, pack_panels, pack_panels_into, pack_peepholes,
+    pack_recurrent, pack_recurrent_into, packed_panels_len, packed_recurrent_len, pad_units,
+    padded, tiles, unpack_gate_columns, unpack_peepholes, unpack_recurrent, unpad_units,
 };
 
 /// The stated accuracy of [`Kernels::sigmoid_slice`] and

@@ -68,6 +68,42 @@ pub fn unpack_recurrent(packed: &[f32], k: usize, h: usize, u: usize) -> Vec<f32
     out
 }
 
+/// Length of [`pack_panels`]'s output.
+pub fn packed_panels_len(k: usize, n: usize, width: usize) -> usize {
+    n.div_ceil(width) * k * width
+}
+
+/// Packs a row-major `[k, n]` matrix (row stride `ld`) into panels of
+/// `width` columns, the B operand of [`crate::Kernels::gemm_tiles_raw`]
+/// with `width = 4U`: panel `p` is a contiguous `[k, width]` block holding
+/// columns `p*width..`, zero past `n`.
+pub fn pack_panels(src: &[f32], k: usize, n: usize, ld: usize, width: usize) -> Vec<f32> {
+    let mut out = vec![0.0; packed_panels_len(k, n, width)];
+    pack_panels_into(src, k, n, ld, width, &mut out);
+    out
+}
+
+/// [`pack_panels`] into a caller's buffer; every element is written.
+pub fn pack_panels_into(src: &[f32], k: usize, n: usize, ld: usize, width: usize, out: &mut [f32]) {
+    assert!(
+        width > 0 && ld >= n,
+        "panel width must be positive, ld >= n"
+    );
+    assert!(
+        k == 0 || src.len() >= (k - 1) * ld + n,
+        "src must be [k, n] with row stride ld"
+    );
+    assert_eq!(out.len(), packed_panels_len(k, n, width), "packed length");
+    for p in 0..n.div_ceil(width) {
+        let (lo, cols) = (p * width, width.min(n - p * width));
+        for kk in 0..k {
+            let dst = &mut out[(p * k + kk) * width..(p * k + kk + 1) * width];
+            dst[..cols].copy_from_slice(&src[kk * ld + lo..kk * ld + lo + cols]);
+            dst[cols..].fill(0.0);
+        }
+    }
+}
+
 /// Writes one canonical row (`4h`, gate-blocked) as tile `t`'s `4u` slice.
 fn copy_tile_row(src: &[f32], dst: &mut [f32], h: usize, u: usize, t: usize) {
     let lo = t * u;

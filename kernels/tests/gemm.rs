@@ -2,7 +2,7 @@
 //! bitwise against scalar, and independent of how rows and tiles are split.
 
 use lstm_kernels_simd::{
-    available_isas, pack_gate_columns, pack_recurrent, tiles, Isa, Kernels, StepRaw,
+    available_isas, pack_gate_columns, pack_panels, pack_recurrent, tiles, Isa, Kernels, StepRaw,
 };
 
 fn lcg(seed: &mut u64) -> f32 {
@@ -43,6 +43,8 @@ fn run(
                 h_prev: x[r0 * k..].as_ptr(),
                 ld_h_prev: k,
                 w: panels.as_ptr(),
+                ld_w: 4 * u,
+                w_panel: k * 4 * u,
                 zx: bias_t.as_ptr(),
                 ld_zx: 0,
                 peep: None,
@@ -124,6 +126,104 @@ fn gemm_mode_is_a_product_in_tile_order() {
                     run(&kern, &x, k, h, &w, &bias, rows, chunk, split) == got,
                     "{isa:?} split {chunk}/{split}"
                 );
+            }
+        }
+    }
+}
+
+/// `out[m, tiles*4U] = a[m, k] · B` with B either packed by `pack_panels` or read in place
+/// from a row-major `[k, n_pad]` matrix (`ld_w` = its stride, `w_panel = 4U`), starting
+/// from zeros.
+#[allow(clippy::too_many_arguments)] // the operands and their layout
+fn panel_product(
+    kern: &Kernels,
+    a: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    ld_w: usize,
+    w_panel: usize,
+    nt: usize,
+    rows_per_call: usize,
+) -> Vec<f32> {
+    let u4 = 4 * kern.unit_tile();
+    let zeros = vec![0.0f32; nt * u4];
+    let mut out = vec![f32::NAN; m * nt * u4];
+    let mut r0 = 0;
+    while r0 < m {
+        let n = rows_per_call.min(m - r0);
+        let raw = StepRaw {
+            rows: n,
+            k,
+            h_prev: a[r0 * k..].as_ptr(),
+            ld_h_prev: k,
+            w: w.as_ptr(),
+            ld_w,
+            w_panel,
+            zx: zeros.as_ptr(),
+            ld_zx: 0,
+            peep: None,
+            c: std::ptr::null_mut(),
+            ld_c: 0,
+            h_out: out[r0 * nt * u4..].as_mut_ptr(),
+            ld_h_out: nt * u4,
+            gates: None,
+            ld_gates: 0,
+            tiles: 0..nt,
+            forget_bias: 0.0,
+            cell_clip: f32::INFINITY,
+        };
+        // SAFETY: a holds m x k; w holds nt panels of k rows (ld_w, w_panel describe
+        // them, checked by the callers' sizes); zeros covers nt * 4U; out holds
+        // m x nt*4U; the GEMM kernel uses neither c, peep nor gates.
+        unsafe { kern.gemm_tiles_raw(&raw) };
+        r0 += n;
+    }
+    out
+}
+
+#[test]
+fn gemm_reads_generic_panels_and_row_major_b() {
+    let mut seed = 7u64;
+    let shapes: [(usize, usize, usize); 4] = [(1, 1, 1), (5, 40, 70), (64, 300, 33), (13, 7, 200)];
+    for &(m, k, n) in &shapes {
+        let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
+        let mut first: Option<(usize, Vec<f32>)> = None;
+        for isa in available_isas() {
+            let kern = Kernels::for_isa(isa).unwrap();
+            let u4 = 4 * kern.unit_tile();
+            let nt = n.div_ceil(u4);
+            let packed = pack_panels(&b, k, n, n, u4);
+            let got = panel_product(&kern, &a, m, k, &packed, u4, k * u4, nt, m);
+            // The same matrix, zero-padded to whole panels and read in place.
+            let mut padded = vec![0.0f32; k * nt * u4];
+            for kk in 0..k {
+                padded[kk * nt * u4..kk * nt * u4 + n].copy_from_slice(&b[kk * n..(kk + 1) * n]);
+            }
+            let in_place = panel_product(&kern, &a, m, k, &padded, nt * u4, u4, nt, 3);
+            assert!(got == in_place, "{isa:?} {m}x{k}x{n}: layouts differ");
+            for r in 0..m {
+                for c in 0..nt * u4 {
+                    let v = got[r * nt * u4 + c];
+                    if c >= n {
+                        assert_eq!(v, 0.0, "{isa:?} padding column {c}");
+                        continue;
+                    }
+                    let want: f64 = (0..k)
+                        .map(|p| f64::from(a[r * k + p]) * f64::from(b[p * n + c]))
+                        .sum();
+                    // One fma chain of k terms of magnitude <= 1: k half-ulps of a
+                    // running sum bounded by k.
+                    let tol = k as f64 * k as f64 * f64::from(f32::EPSILON);
+                    assert!((f64::from(v) - want).abs() <= tol, "{isa:?} [{r},{c}]");
+                }
+            }
+            // Every ISA with the same panel width returns the same bits.
+            match &first {
+                Some((w, bits)) if *w == u4 => assert!(*bits == got, "{isa:?} vs first"),
+                None => first = Some((u4, got)),
+                _ => {}
             }
         }
     }
