@@ -4,14 +4,15 @@
 //! cargo run --release -p lstm-kernels-simd --example step_gflops [isa]
 //! ```
 //!
-//! Single-threaded, one layer step = `2 * rows * k * 4h` FLOP (the gate
+//! Single-threaded, one layer step (and the same product on the epilogue-free GEMM
+//! kernel) = `2 * rows * k * 4h` FLOP (the gate
 //! math is not counted, as in BENCH_SHAPES.md). Prints the best of several
 //! repetitions for each shape and each available ISA (or the named one).
 //! `STEP_GFLOPS_SHAPES="rows,k,h;..."` picks other shapes.
 
 use std::time::Instant;
 
-use lstm_kernels_simd::{available_isas, packed_recurrent_len, Isa, Kernels, StepParams};
+use lstm_kernels_simd::{available_isas, packed_recurrent_len, Isa, Kernels, StepParams, StepRaw};
 
 /// Seconds this thread has run on a CPU (Linux's schedstat; wall-clock
 /// time elsewhere): on a shared machine, time spent descheduled while
@@ -31,7 +32,7 @@ fn aligned(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut buf[off..off + n]
 }
 
-fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool) -> f64 {
+fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool, gemm: bool) -> f64 {
     let u = kern.unit_tile();
     let nt = kern.tiles(h);
     let mut wbuf = Vec::new();
@@ -52,6 +53,7 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool) -> f64 {
     let zx = vec![0.1f32; rows * nt * 4 * u];
     let mut c = vec![0.0f32; rows * nt * u];
     let mut m = vec![0.0f32; rows * nt * u];
+    let mut gates = vec![0.0f32; rows * nt * 4 * u];
     let p = StepParams {
         forget_bias: 1.0,
         cell_clip: None,
@@ -64,6 +66,33 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool) -> f64 {
         let wall = Instant::now();
         let t = cpu_seconds(&wall);
         for _ in 0..steps {
+            if gemm {
+                let raw = StepRaw {
+                    rows,
+                    k,
+                    h_prev: h_prev.as_ptr(),
+                    ld_h_prev: k,
+                    w: w.as_ptr(),
+                    ld_w: 4 * u,
+                    w_panel: k * 4 * u,
+                    zx: zx.as_ptr(),
+                    ld_zx: 4 * u * nt,
+                    peep: None,
+                    c: std::ptr::null_mut(),
+                    ld_c: 0,
+                    h_out: gates.as_mut_ptr(),
+                    ld_h_out: 4 * u * nt,
+                    gates: None,
+                    ld_gates: 0,
+                    tiles: 0..nt,
+                    forget_bias: 0.0,
+                    cell_clip: f32::INFINITY,
+                };
+                // SAFETY: h_prev is rows x k, w the packed panels of every tile, zx and
+                // gates rows x tiles*4U; the GEMM kernel uses neither c, peep nor gates.
+                unsafe { kern.gemm_tiles_raw(&raw) };
+                continue;
+            }
             kern.step_tiles(
                 rows,
                 k,
@@ -81,7 +110,7 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool) -> f64 {
         }
         best = best.min((cpu_seconds(&wall) - t) / steps as f64);
     }
-    std::hint::black_box(&m);
+    std::hint::black_box((&m, &gates));
     flop / best / 1e9
 }
 
@@ -119,13 +148,14 @@ fn main() {
         }
         let kern = Kernels::for_isa(isa).unwrap();
         for &(rows, k, h) in &shapes {
-            for align in [true, false] {
-                let g = bench(&kern, rows, k, h, align);
+            for (align, gemm) in [(true, false), (false, false), (true, true)] {
+                let g = bench(&kern, rows, k, h, align, gemm);
                 println!(
-                    "{:>7} U={:<2} MR={} rows={rows:<3} K={k:<5} H={h:<5} w {}: {g:6.1} GFLOP/s",
+                    "{:>7} U={:<2} MR={} rows={rows:<3} K={k:<5} H={h:<5} {} w {}: {g:6.1} GFLOP/s",
                     isa.name(),
                     kern.unit_tile(),
                     kern.mr(),
+                    if gemm { "gemm" } else { "step" },
                     if align { "aligned  " } else { "unaligned" }
                 );
             }
