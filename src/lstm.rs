@@ -154,7 +154,7 @@ impl Lstm {
         } else {
             None
         };
-        let cells = pack_all(weights.spec(), &weights, &kernels);
+        let cells = pack_all(weights.spec(), &weights, &kernels, pool.as_ref());
         Ok(Lstm {
             weights,
             kernels,
@@ -181,7 +181,12 @@ impl Lstm {
         if *self.weights.spec() != spec {
             return Err(Error::Config("update_weights changed the spec".into()));
         }
-        repack_into(&mut self.cells, &self.weights, &self.kernels);
+        repack_into(
+            &mut self.cells,
+            &self.weights,
+            &self.kernels,
+            self.pool.as_ref(),
+        );
         Ok(())
     }
 

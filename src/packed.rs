@@ -4,6 +4,8 @@ use lstm_kernels_simd::{
     pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_recurrent_into, Kernels,
 };
 
+use rayon::ThreadPool;
+
 use crate::spec::LstmSpec;
 use crate::weights::LstmWeights;
 
@@ -45,53 +47,77 @@ impl PackedCell {
     }
 }
 
-/// Which column of a canonical gate-blocked `[.., 4h]` matrix holds column `kk` of the
-/// tile order (`None` for padding units).
-fn tile_column(kk: usize, h: usize, u: usize) -> Option<usize> {
-    let (t, g, x) = (kk / (4 * u), (kk % (4 * u)) / u, kk % u);
-    (t * u + x < h).then_some(g * h + t * u + x)
-}
-
 /// Length of [`pack_transposed_panels`]' output.
 fn transposed_panels_len(n: usize, k: usize, width: usize) -> usize {
     n.div_ceil(width) * k * width
 }
 
 /// Packs the transpose of a row-major `[n, cols]` matrix `m` into panels of `width`
-/// columns for the kernels' GEMM: `k` panel rows, row `kk` of panel `p` holds
-/// `m[p*width + j, col_of(kk)]` (zero when `col_of` gives `None` or past `n`). Written
-/// in place, so an optimiser step repacks without allocating.
+/// columns for the kernels' GEMM: `k` panel rows; row `kk` of panel `p` holds
+/// `m[p*width + j, col(kk)]`, zero past `n`. With `gates = Some((h, u))` the panel rows are
+/// the tile order of `m`'s gate-blocked columns (`k = tiles*4U`; padding units zero):
+/// tile `t`, gate `g`, unit `x` is `col = g*h + t*u + x`; otherwise `col(kk) = kk`.
+/// Written in place, so an optimiser step repacks without allocating; the panels are
+/// shared out between `pool`'s threads.
+#[allow(clippy::too_many_arguments)] // the matrix, its layout, the destination
 fn pack_transposed_panels(
     m: &[f32],
     n: usize,
     cols: usize,
     k: usize,
     width: usize,
-    col_of: impl Fn(usize) -> Option<usize>,
+    gates: Option<(usize, usize)>,
     out: &mut [f32],
+    pool: Option<&ThreadPool>,
 ) {
     debug_assert_eq!(m.len(), n * cols);
     debug_assert_eq!(out.len(), transposed_panels_len(n, k, width));
-    for p in 0..n.div_ceil(width) {
-        for kk in 0..k {
-            let dst = &mut out[(p * k + kk) * width..(p * k + kk + 1) * width];
-            match col_of(kk) {
-                Some(col) => {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        let row = p * width + j;
-                        *d = if row < n { m[row * cols + col] } else { 0.0 };
+    // One source row at a time: contiguous runs of it land in column `j` of the panel.
+    let pack = |(p, panel): (usize, &mut [f32])| {
+        for j in 0..width {
+            let row = p * width + j;
+            if row >= n {
+                (0..k).for_each(|kk| panel[kk * width + j] = 0.0);
+                continue;
+            }
+            let src = &m[row * cols..(row + 1) * cols];
+            match gates {
+                None => {
+                    for (kk, &v) in src[..k].iter().enumerate() {
+                        panel[kk * width + j] = v;
                     }
                 }
-                None => dst.fill(0.0),
+                Some((h, u)) => {
+                    for kk0 in (0..k).step_by(u) {
+                        let (t, g) = (kk0 / (4 * u), (kk0 % (4 * u)) / u);
+                        let n_real = u.min(h.saturating_sub(t * u));
+                        let run = &src[g * h + t * u..g * h + t * u + n_real];
+                        for x in 0..u {
+                            let v = if x < n_real { run[x] } else { 0.0 };
+                            panel[(kk0 + x) * width + j] = v;
+                        }
+                    }
+                }
             }
         }
+    };
+    let panels = n.div_ceil(width);
+    let out = &mut out[..panels * k * width];
+    match pool {
+        Some(pool) => {
+            use rayon::prelude::*;
+            pool.install(|| out.par_chunks_mut(k * width).enumerate().for_each(pack));
+        }
+        None => out.chunks_mut(k * width).enumerate().for_each(pack),
     }
 }
 
+/// Packs every cell (the transposed panels split between `pool`'s threads).
 pub(crate) fn pack_all(
     spec: &LstmSpec,
     weights: &LstmWeights,
     kernels: &Kernels,
+    pool: Option<&ThreadPool>,
 ) -> Vec<PackedCell> {
     let u = kernels.unit_tile();
     let mut cells: Vec<PackedCell> = (0..spec.num_cells())
@@ -125,12 +151,17 @@ pub(crate) fn pack_all(
             }
         })
         .collect();
-    repack_transposed(&mut cells, weights, kernels);
+    repack_transposed(&mut cells, weights, kernels, pool);
     cells
 }
 
 /// Repacks changed weights into the existing buffers, without allocating the big ones.
-pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kernels: &Kernels) {
+pub(crate) fn repack_into(
+    cells: &mut [PackedCell],
+    weights: &LstmWeights,
+    kernels: &Kernels,
+    pool: Option<&ThreadPool>,
+) {
     let u = kernels.unit_tile();
     for (k, p) in cells.iter_mut().enumerate() {
         let w = weights.cell(k);
@@ -145,22 +176,27 @@ pub(crate) fn repack_into(cells: &mut [PackedCell], weights: &LstmWeights, kerne
             dst.copy_from_slice(src);
         }
     }
-    repack_transposed(cells, weights, kernels);
+    repack_transposed(cells, weights, kernels, pool);
 }
 
 /// The backward's transposed panels of every cell, from `weights`.
-fn repack_transposed(cells: &mut [PackedCell], weights: &LstmWeights, kernels: &Kernels) {
+fn repack_transposed(
+    cells: &mut [PackedCell],
+    weights: &LstmWeights,
+    kernels: &Kernels,
+    pool: Option<&ThreadPool>,
+) {
     let u = kernels.unit_tile();
     for (k, p) in cells.iter_mut().enumerate() {
         let w = weights.cell(k);
         let (h, r, input, gw) = (p.hidden, p.recurrent, p.input, p.gate_width());
-        let gate_col = |kk| tile_column(kk, h, u);
         let wh = w.recurrent_weights();
-        pack_transposed_panels(wh, r, 4 * h, gw, 4 * u, gate_col, &mut p.w_h_t);
+        let gates = Some((h, u));
+        pack_transposed_panels(wh, r, 4 * h, gw, 4 * u, gates, &mut p.w_h_t, pool);
         let wx = w.input_weights();
-        pack_transposed_panels(wx, input, 4 * h, gw, 4 * u, gate_col, &mut p.w_x_t);
+        pack_transposed_panels(wx, input, 4 * h, gw, 4 * u, gates, &mut p.w_x_t, pool);
         if let (Some(dst), Some(proj)) = (p.proj_t.as_mut(), w.projection()) {
-            pack_transposed_panels(proj, h, r, r, 4 * u, Some, dst);
+            pack_transposed_panels(proj, h, r, r, 4 * u, None, dst, pool);
         }
     }
 }
