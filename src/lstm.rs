@@ -59,9 +59,7 @@ impl std::fmt::Debug for Lstm {
 /// schedule gives it (its tiles' columns, or its rows of the projection).
 #[derive(Clone, Copy)]
 struct Shared {
-    /// The input projections, `[total, gw]`; a step may add partial sums into its own
-    /// rows and tiles (nothing reads them afterwards).
-    zx: *mut f32,
+    zx: *const f32,
     h0: *const f32,
     c: *mut f32,
     m: *mut f32,
@@ -103,12 +101,6 @@ pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
         v.resize(n, 0.0);
     }
 }
-
-/// Bytes of one `k` chunk of a tile's panel in the step (see `time_loop_thread`): half
-/// of a 32 KiB L1, the rest for the rows of `h_prev` and the accumulators' spills.
-pub(crate) const K_CHUNK_BYTES: usize = 16 * 1024;
-/// Fewer rows than this reuse a panel too little for the chunks to pay.
-const CHUNK_MIN_ROWS: usize = 8;
 
 /// `lo..hi` of `n` items for part `i` of `parts`, balanced and contiguous.
 pub(crate) fn split(n: usize, parts: usize, i: usize) -> (usize, usize) {
@@ -364,7 +356,7 @@ impl Lstm {
                     (&mut f.bwd[..], r)
                 };
                 let mut shared = Shared {
-                    zx: f.zx.as_mut_ptr(),
+                    zx: f.zx.as_ptr(),
                     h0: f.h0.as_ptr(),
                     c: f.c.as_mut_ptr(),
                     m: f.m.as_mut_ptr(),
@@ -497,57 +489,15 @@ impl Lstm {
             } else {
                 (m_rows, hp)
             };
-            let zx = p.zx.wrapping_add(sched.offset[s] * gw);
-            // A long `k` goes in chunks whose slice of the panels stays in L1 while every
-            // row block of the step reuses it: all but the last chunk on the GEMM kernel,
-            // adding into this step's `zx` (which nothing reads afterwards), the last with
-            // the epilogue. The fma chains continue in order: the same bits as one call.
-            let kc = K_CHUNK_BYTES / (16 * u);
-            let k_last = if rows >= CHUNK_MIN_ROWS && r > 2 * kc {
-                (r - 1) / kc * kc
-            } else {
-                0
-            };
-            let mut k0 = 0;
-            while k0 < k_last {
-                let k1 = (k0 + kc).min(k_last);
-                let part = StepRaw {
-                    rows,
-                    k: k1 - k0,
-                    h_prev: h_prev.wrapping_add(k0),
-                    ld_h_prev,
-                    w: cell.w_h.as_ptr().wrapping_add(k0 * 4 * u),
-                    ld_w: 4 * u,
-                    w_panel: r * 4 * u,
-                    zx,
-                    ld_zx: gw,
-                    peep: None,
-                    c: std::ptr::null_mut(),
-                    ld_c: 0,
-                    h_out: zx,
-                    ld_h_out: gw,
-                    gates: None,
-                    ld_gates: 0,
-                    tiles: t_lo..t_hi,
-                    forget_bias: 0.0,
-                    cell_clip: f32::INFINITY,
-                };
-                // SAFETY: columns k0..k1 of h_prev's rows and rows k0..k1 of this
-                // thread's panels lie inside their buffers; the output is this step's
-                // rows of zx in this thread's tiles only, which the GEMM kernel may
-                // accumulate into (zx = h_out), and which no other thread touches.
-                unsafe { self.kernels.gemm_tiles_raw(&part) };
-                k0 = k1;
-            }
             let raw = StepRaw {
                 rows,
-                k: r - k_last,
-                h_prev: h_prev.wrapping_add(k_last),
+                k: r,
+                h_prev,
                 ld_h_prev,
-                w: cell.w_h.as_ptr().wrapping_add(k_last * 4 * u),
+                w: cell.w_h.as_ptr(),
                 ld_w: 4 * u,
                 w_panel: r * 4 * u,
-                zx: zx.cast_const(),
+                zx: p.zx.wrapping_add(sched.offset[s] * gw),
                 ld_zx: gw,
                 peep: cell
                     .peepholes

@@ -85,8 +85,7 @@ impl Lstm {
     ///
     /// The threads split the column panels (each keeps its panels in cache for every
     /// row) when they divide evenly enough, the rows otherwise; rows go through the
-    /// kernel 64 at a time so that their block of `a` stays in cache across panels, and
-    /// a long `k` in chunks whose slice of each panel stays in L1.
+    /// kernel 64 at a time so that their block of `a` stays in cache across panels.
     ///
     /// # Panics
     /// When an operand is too small for the shapes (an internal bug).
@@ -119,9 +118,6 @@ impl Lstm {
             "gemm: out too small"
         );
         let threads = self.threads();
-        // A long `k` goes in chunks that keep each panel's slice in L1 while the rows go
-        // by (the fma chains continue in order: the same bits as one pass).
-        let kc = crate::lstm::K_CHUNK_BYTES / (4 * u4);
         let by_tiles = nt % threads == 0 || nt >= 4 * threads || rows < 2 * ROWS;
         let (ap, op) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(out.as_mut_ptr()));
         let body = |tid: usize| {
@@ -133,37 +129,21 @@ impl Lstm {
             let mut r0 = r_lo;
             while r0 < r_hi {
                 let n = ROWS.min(r_hi - r0);
-                let o = op.get().wrapping_add(r0 * ldo);
-                let mut k0 = 0;
-                loop {
-                    let k1 = if k > 2 * kc { (k0 + kc).min(k) } else { k };
-                    let mut raw = gemm_raw(
-                        n,
-                        ap.get().wrapping_add(r0 * lda + k0).cast_const(),
-                        lda,
-                        &b,
-                        init.as_ptr(),
-                        o,
-                        ldo,
-                        t_lo..t_hi,
-                    );
-                    raw.k = k1 - k0;
-                    raw.w = b.data.as_ptr().wrapping_add(k0 * b.ld);
-                    if k0 > 0 {
-                        (raw.zx, raw.ld_zx) = (o.cast_const(), ldo);
-                    }
-                    // SAFETY: rows r0..r0 + n of `a` (columns k0..k1) and of `out`, and
-                    // rows k0..k1 of every panel lie inside their slices (checked above);
-                    // this thread writes only its own rows or its own panels' columns of
-                    // `out`, which nothing reads before the broadcast ends; `out` is a
-                    // `&mut` distinct from every input, except that after the first chunk
-                    // the kernel adds into it (zx = h_out, which it allows).
-                    unsafe { self.kernels().gemm_tiles_raw(&raw) };
-                    if k1 == k {
-                        break;
-                    }
-                    k0 = k1;
-                }
+                let raw = gemm_raw(
+                    n,
+                    ap.get().wrapping_add(r0 * lda).cast_const(),
+                    lda,
+                    &b,
+                    init.as_ptr(),
+                    op.get().wrapping_add(r0 * ldo),
+                    ldo,
+                    t_lo..t_hi,
+                );
+                // SAFETY: rows r0..r0 + n of `a` and `out` and every panel row lie inside
+                // their slices (checked above); this thread writes only its own rows or
+                // its own panels' columns of `out`, which nothing reads before the
+                // broadcast ends; `out` is a `&mut` distinct from every input.
+                unsafe { self.kernels().gemm_tiles_raw(&raw) };
                 r0 += n;
             }
         };

@@ -177,43 +177,6 @@ fn large_layer_is_bitwise_identical_across_threads() {
     }
 }
 
-/// A recurrent width past the step's `k` chunk size (the scalar ISA's chunk is 256
-/// rows, AVX2's 128, AVX-512's 64) with at least 8 active rows: the step runs in chunks.
-/// A batch of 9 (chunked) must give, for every sequence, the same bits as that sequence
-/// run alone (1 row: one call over the whole `k`), and match the reference.
-#[test]
-fn chunked_steps_are_bitwise_unchunked() {
-    let (input, hidden, b, t) = (24, 600, 9, 3);
-    let spec = LstmSpec::builder(input, &[hidden])
-        .forget_bias(1.0)
-        .peepholes(true)
-        .build()
-        .unwrap();
-    let w = LstmWeights::random_uniform(&spec, 0.05, 5);
-    let x = random_input(b * t * input, 6);
-    let lens: Vec<i32> = vec![3, 3, 2, 3, 1, 3, 3, 2, 3];
-    let (ro, _) = run_on(Engine::Reference, &w, &x, b, t, Some(&lens), None);
-    for isa in isas() {
-        for threads in [1, 2] {
-            let e = Engine::Fast(LstmOptions {
-                isa: Some(isa),
-                threads: Some(threads),
-            });
-            let (all, _) = run_on(e, &w, &x, b, t, Some(&lens), None);
-            for (i, (g, r)) in all.iter().zip(&ro).enumerate() {
-                // As in `every_isa_matches_the_reference`.
-                assert!((g - r).abs() <= 1e-5 + 1e-4 * r.abs(), "{isa:?} [{i}]");
-            }
-            for seq in 0..b {
-                let xs = &x[seq * t * input..(seq + 1) * t * input];
-                let (alone, _) = run_on(e, &w, xs, 1, t, Some(&lens[seq..seq + 1]), None);
-                let rows = &all[seq * t * hidden..(seq + 1) * t * hidden];
-                assert!(alone == rows, "{isa:?} x{threads}: sequence {seq} differs");
-            }
-        }
-    }
-}
-
 /// An SGD step repacks in place: the updated `Lstm` computes exactly what one built from
 /// the updated weights computes.
 #[test]

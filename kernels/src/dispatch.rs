@@ -469,14 +469,8 @@ impl Kernels {
     /// element whatever the rows and tiles of the call. `c`, `peep`, `gates` and the
     /// cell options are not used.
     ///
-    /// `zx` may also be `h_out` itself (same pointer, `ld_zx = ld_h_out`): each register
-    /// block loads its starting sums before it stores its results, so the call then adds
-    /// the product to `h_out`, continuing the same fma chains. A long `k` can so be cut
-    /// into chunks (the last one run by the step kernel) without changing a bit.
-    ///
     /// # Safety
-    /// As [`Kernels::step_tiles_raw`], with `h_out` holding `4U` per tile, except that
-    /// `zx` may be `h_out` as above.
+    /// As [`Kernels::step_tiles_raw`], with `h_out` holding `4U` per tile.
     pub unsafe fn gemm_tiles_raw(&self, a: &StepRaw) {
         if a.rows == 0 || a.tiles.is_empty() {
             return;
