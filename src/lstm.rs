@@ -9,8 +9,10 @@
 //! the layer projects). Nothing is allocated and no thread is spawned inside the loop.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use lstm_kernels_simd::{Isa, Kernels, StepRaw};
+
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::barrier::SpinBarrier;
@@ -34,7 +36,7 @@ pub struct LstmOptions {
 }
 
 /// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
-/// own thread pool.
+/// thread pool (its own, or one it shares with the other parts of a model).
 ///
 /// Results are bitwise identical whatever the thread count.
 pub struct Lstm {
@@ -42,7 +44,7 @@ pub struct Lstm {
     kernels: Kernels,
     cells: Vec<PackedCell>,
     threads: usize,
-    pool: Option<ThreadPool>,
+    pool: Option<Arc<ThreadPool>>,
 }
 
 impl std::fmt::Debug for Lstm {
@@ -78,6 +80,26 @@ struct Shared {
 unsafe impl Send for Shared {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Shared {}
+
+/// The pool of `threads` workers (`None` for one thread: the caller's thread does the
+/// work).
+///
+/// # Errors
+/// [`Error::Config`] when `threads` is 0 or the threads cannot start.
+pub(crate) fn thread_pool(threads: usize) -> Result<Option<Arc<ThreadPool>>> {
+    if threads == 0 {
+        return Err(Error::Config("threads must be at least 1, got 0".into()));
+    }
+    if threads == 1 {
+        return Ok(None);
+    }
+    ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("lstm-kernels-{i}"))
+        .build()
+        .map(|p| Some(Arc::new(p)))
+        .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))
+}
 
 /// A pointer the threads of one broadcast share; see the SAFETY notes where it is used.
 #[derive(Clone, Copy)]
@@ -123,30 +145,40 @@ impl Lstm {
     /// [`Error::Config`] when the ISA is not available on this CPU, `threads` is 0, or
     /// the thread pool cannot be created.
     pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
-        let kernels = match options.isa {
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = thread_pool(threads)?;
+        Self::with_pool(weights, options.isa, threads, pool)
+    }
+
+    /// Packs `weights` for the given ISA, running on `pool` (`threads` of them; `None`
+    /// when `threads` is 1). A model of several parts shares one pool between them, so
+    /// that a part's idle workers never compete for the cores with the next part's.
+    ///
+    /// # Errors
+    /// As [`Lstm::with_options`].
+    pub(crate) fn with_pool(
+        weights: LstmWeights,
+        isa: Option<Isa>,
+        threads: usize,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Result<Self> {
+        let kernels = match isa {
             Some(isa) => Kernels::for_isa(isa).ok_or_else(|| {
                 Error::Config(format!("ISA `{}` is not available on this CPU", isa.name()))
             })?,
             None => Kernels::try_detect().map_err(|e| Error::Config(e.to_string()))?,
         };
-        let threads = options
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if threads == 0 {
             return Err(Error::Config("threads must be at least 1, got 0".into()));
         }
-        let pool = if threads > 1 {
-            Some(
-                ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("lstm-kernels-{i}"))
-                    .build()
-                    .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))?,
-            )
-        } else {
-            None
-        };
-        let cells = pack_all(weights.spec(), &weights, &kernels, pool.as_ref());
+        assert_eq!(
+            pool.as_ref().map_or(1, |p| p.current_num_threads()),
+            threads,
+            "the pool must have `threads` threads"
+        );
+        let cells = pack_all(weights.spec(), &weights, &kernels, pool.as_deref());
         Ok(Lstm {
             weights,
             kernels,
@@ -177,7 +209,7 @@ impl Lstm {
             &mut self.cells,
             &self.weights,
             &self.kernels,
-            self.pool.as_ref(),
+            self.pool.as_deref(),
         );
         Ok(())
     }
@@ -252,7 +284,7 @@ impl Lstm {
     }
 
     pub(crate) fn pool(&self) -> Option<&ThreadPool> {
-        self.pool.as_ref()
+        self.pool.as_deref()
     }
 
     fn run(
@@ -437,7 +469,7 @@ impl Lstm {
         let threads = self.threads;
         let barrier = SpinBarrier::new(threads);
         let body = |tid: usize| self.time_loop_thread(cell, sched, p, out_ld, &barrier, tid);
-        match &self.pool {
+        match self.pool.as_deref() {
             Some(pool) => {
                 pool.broadcast(|ctx| body(ctx.index()));
             }

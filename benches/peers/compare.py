@@ -26,7 +26,7 @@ sys.path.insert(0, HERE)
 import shapes as suite  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-PEERS = ("pytorch-dense", "pytorch-packed", "onnxruntime")
+PEERS = ("pytorch-dense", "pytorch-packed", "onnxruntime", "tensorflow")
 DEFAULT_CRATE_CMD = "cargo run --release --example bench --"
 DEFAULT_BUILD_CMD = "cargo build --release --example bench"
 
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=5, help="peers.py warm-up repetitions")
     p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, or all")
     p.add_argument("--work", default="all", choices=["forward", "train", "all"])
-    p.add_argument("--peer", default="all", help="passed to peers.py (pytorch-dense|pytorch-packed|onnxruntime|all)")
+    p.add_argument("--peer", default="all", help="passed to peers.py (pytorch-dense|pytorch-packed|onnxruntime|tensorflow|all)")
     p.add_argument("--crate-runs", type=int, default=2,
                    help="crate runs per benchmark: one before the peers, the rest after (default 2)")
     p.add_argument("--markdown-out", metavar="FILE", help="also write the Markdown report here")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Peer benchmarks for the BENCH_SHAPES suite: PyTorch (oneDNN) and ONNX Runtime.
+"""Peer benchmarks for the BENCH_SHAPES suite: PyTorch (oneDNN), ONNX Runtime, and
+TensorFlow for the language model step (`tf_lm.py`, in its own process).
 
 Prints one JSON line per (peer, shape, work) on stdout, the crate runner's schema
 plus "peer":
@@ -26,14 +27,17 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shapes as suite  # noqa: E402
 
-PEERS = ("pytorch-dense", "pytorch-packed", "onnxruntime")
+PEERS = ("pytorch-dense", "pytorch-packed", "onnxruntime", "tensorflow")
 # (peer, work) combinations that exist; the rest are skipped with a note on stderr.
 SUPPORTED = {
     ("pytorch-dense", "forward"),
     ("pytorch-dense", "train"),
     ("pytorch-packed", "forward"),
     ("onnxruntime", "forward"),
+    ("tensorflow", "train"),  # seed-ptb-lm only
 }
+# The peers of the language-model step.
+LM_PEERS = ("pytorch-dense", "tensorflow")
 SEED = 20240611
 ONNX_OPSET = 17
 # PyTorch stacks gates i, f, g, o; ONNX stacks i, o, f, c.
@@ -51,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every peer")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions after warm-up (median reported)")
     p.add_argument("--warmup", type=int, default=5, help="untimed repetitions before timing")
-    p.add_argument("--peer", default="all", help="pytorch-dense|pytorch-packed|onnxruntime|all, or a comma list")
+    p.add_argument("--peer", default="all",
+                   help="pytorch-dense|pytorch-packed|onnxruntime|tensorflow|all, or a comma list")
     p.add_argument("--check", action="store_true",
                    help="compare the peers' outputs (1e-4) and oneDNN vs native gradients, then exit")
     p.add_argument("--quiet-info", action="store_true", help="skip the per-benchmark oneDNN primitive probe")
@@ -319,6 +324,27 @@ def pytorch_lm_step(shape):
     return run
 
 
+def tensorflow_lm_step(args):
+    """The seed's graph in TensorFlow, run by tf_lm.py in a child process (TensorFlow and
+    PyTorch each bring their own oneDNN and thread pools). None, with a note, when
+    TensorFlow is not installed or fails."""
+    import subprocess
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_lm.py"),
+           "--threads", str(args.threads), "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        tail = "\n".join(res.stderr.strip().splitlines()[-3:])
+        log(f"[peers] skip tensorflow seed-ptb-lm train: tf_lm.py failed (exit {res.returncode}): {tail}")
+        return None
+    rec = json.loads(lines[-1])
+    if not args.quiet_info:
+        log(f"[peers] tensorflow seed-ptb-lm train: TensorFlow {rec.pop('tf_version', '?')} graph mode, "
+            f"the seed's tf.compat.v1 graph, one session.run per step")
+    rec.pop("tf_version", None)
+    return rec
+
+
 def build(peer, shape, work):
     if shape.is_lm:
         return pytorch_lm_step(shape)
@@ -360,8 +386,14 @@ def bench_all(args):
         ort_info()
     for shape, work in suite.select(args.shape, args.work):
         for peer in args.peers:
-            if (peer, work) not in SUPPORTED or (shape.is_lm and peer != "pytorch-dense"):
+            if ((peer, work) not in SUPPORTED or (shape.is_lm and peer not in LM_PEERS)
+                    or (peer == "tensorflow" and not shape.is_lm)):
                 log(f"[peers] skip {peer} {shape.name} {work}: not a peer for this work")
+                continue
+            if peer == "tensorflow":
+                rec = tensorflow_lm_step(args)
+                if rec is not None:
+                    print(json.dumps(rec), flush=True)
                 continue
             fn = build(peer, shape, work)
             if not args.quiet_info:

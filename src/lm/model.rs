@@ -2,11 +2,13 @@
 //! layers, as TF's `DropoutWrapper` puts it on each cell's output), the fused softmax
 //! layer, and one training step (forward, loss, backward, global-norm clip, SGD).
 
-use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::sync::Arc;
+
+use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
 use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
-use crate::lstm::{Lstm, LstmOptions};
+use crate::lstm::{thread_pool, Lstm, LstmOptions};
 use crate::spec::LstmSpec;
 use crate::tensors::Tensors;
 use crate::train::{Gradients, TrainReserve, Upstream};
@@ -49,7 +51,7 @@ pub struct LanguageModel {
     /// `[H + 1, V]`: `softmax_w` with `softmax_b` as its last row.
     softmax: Vec<f32>,
     threads: usize,
-    pool: Option<ThreadPool>,
+    pool: Option<Arc<ThreadPool>>,
 }
 
 impl std::fmt::Debug for LanguageModel {
@@ -143,22 +145,16 @@ impl LanguageModel {
             .iter()
             .map(|w| w.spec().layers()[0].hidden_size)
             .collect();
+        // One pool for the whole model: the layers' time loops and the softmax layer's
+        // sgemms take turns on the same workers.
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = thread_pool(threads)?;
         let layers = layers
             .into_iter()
-            .map(|w| Lstm::with_options(w, options))
+            .map(|w| Lstm::with_pool(w, options.isa, threads, pool.clone()))
             .collect::<Result<Vec<_>>>()?;
-        let threads = layers[0].threads();
-        let pool = if threads > 1 {
-            Some(
-                ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("lstm-kernels-lm-{i}"))
-                    .build()
-                    .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))?,
-            )
-        } else {
-            None
-        };
         Ok(LanguageModel {
             vocab,
             embed,

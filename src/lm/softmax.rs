@@ -228,6 +228,28 @@ pub fn logits(
 /// One row: returns `-ln softmax(row)[target]` (unscaled); when `backward`, overwrites
 /// the row with `(softmax(row) - onehot(target)) * scale`.
 fn row_loss(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above), the only requirement of the
+            // `target_feature` function; it touches nothing but `row`.
+            return unsafe { row_loss_avx2(row, target, scale, backward) };
+        }
+    }
+    row_loss_body(row, target, scale, backward)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn row_loss_avx2(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
+    row_loss_body(row, target, scale, backward)
+}
+
+// The body is written with plain multiplies and adds (Rust never contracts them into
+// FMAs), so the AVX2 build and the baseline build give the same bits; it is inlined
+// into both so that its max, exp and scale passes all use the wider vectors.
+#[inline(always)]
+fn row_loss_body(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
     let max = row_max(row);
     let at_target = row[target] - max;
     let sum = if backward {
@@ -243,6 +265,7 @@ fn row_loss(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
     sum.ln() - f64::from(at_target)
 }
 
+#[inline(always)]
 fn row_max(row: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
@@ -262,45 +285,8 @@ fn row_max(row: &[f32]) -> f32 {
 
 /// `row[j] = exp(row[j] - max)`, returning the sum (lane partial sums in f32, combined
 /// in f64).
-fn exp_in_place(row: &mut [f32], max: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above), the only requirement of the
-            // `target_feature` function; it touches nothing but `row`.
-            return unsafe { exp_in_place_avx2(row, max) };
-        }
-    }
-    exp_in_place_body(row, max)
-}
-
-fn exp_sum(row: &[f32], max: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as in `exp_in_place`.
-            return unsafe { exp_sum_avx2(row, max) };
-        }
-    }
-    exp_sum_body(row, max)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn exp_in_place_avx2(row: &mut [f32], max: f32) -> f64 {
-    exp_in_place_body(row, max)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn exp_sum_avx2(row: &[f32], max: f32) -> f64 {
-    exp_sum_body(row, max)
-}
-
-// The bodies are written with plain multiplies and adds (Rust never contracts them into
-// FMAs), so the AVX2 build and the baseline build give the same bits.
 #[inline(always)]
-fn exp_in_place_body(row: &mut [f32], max: f32) -> f64 {
+fn exp_in_place(row: &mut [f32], max: f32) -> f64 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
     for c in &mut chunks {
@@ -317,8 +303,9 @@ fn exp_in_place_body(row: &mut [f32], max: f32) -> f64 {
     sum
 }
 
+/// The sum of `exp(row[j] - max)`, as [`exp_in_place`] adds it.
 #[inline(always)]
-fn exp_sum_body(row: &[f32], max: f32) -> f64 {
+fn exp_sum(row: &[f32], max: f32) -> f64 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
@@ -345,7 +332,9 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in two adds.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // `nm` = 1.5 * 2^23 + n exactly, so its low mantissa bits hold n (two's complement).
+    let nm = x * LOG2E + ROUND;
+    let n = nm - ROUND;
     let r = (x - n * C1) - n * C2;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -354,7 +343,11 @@ pub(crate) fn exp_approx(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * (r * r) + r + 1.0;
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // 2^n: n's bits shifted into the exponent field (those of 1.5 * 2^23 shift out),
+    // plus the bias. Integer ops that vectorise, where `n as i32`, a saturating
+    // conversion, compiles to one scalar convert and two branches per lane (it took
+    // 2.4x as long).
+    let bits = (nm.to_bits() << 23).wrapping_add(127 << 23);
     y * f32::from_bits(bits)
 }
 
@@ -380,13 +373,36 @@ mod tests {
     fn avx2_and_baseline_bodies_agree_bitwise() {
         let mut rng = crate::weights::SplitMix64::new(3);
         let row = rng.uniform_vec(1003, -30.0, 5.0);
+        for backward in [false, true] {
+            // `row_loss_body` inlined here runs on the baseline ISA; `row_loss` on AVX2
+            // where the CPU has it.
+            let mut a = row.clone();
+            let la = row_loss_body(&mut a, 17, 0.25, backward);
+            let mut b = row.clone();
+            let lb = row_loss(&mut b, 17, 0.25, backward);
+            assert_eq!(la.to_bits(), lb.to_bits());
+            assert!(a == b);
+        }
         let max = row_max(&row);
         let mut a = row.clone();
-        let sa = exp_in_place_body(&mut a, max);
-        let mut b = row.clone();
-        let sb = exp_in_place(&mut b, max);
-        assert_eq!(sa.to_bits(), sb.to_bits());
-        assert!(a == b);
+        let sa = exp_in_place(&mut a, max);
         assert_eq!(exp_sum(&row, max).to_bits(), sa.to_bits());
+    }
+
+    /// The exponent bits taken from the rounding constant are those of the integer
+    /// conversion they replaced, over the whole clamped range and past it.
+    #[test]
+    fn exp_scale_bits_match_an_integer_conversion() {
+        let mut x = -100.0f32;
+        while x <= 100.0 {
+            let c = x.clamp(-87.0, 88.0);
+            let nm = c * std::f32::consts::LOG2_E + 12_582_912.0;
+            let n = (nm - 12_582_912.0) as i32;
+            assert_eq!(
+                (nm.to_bits() << 23).wrapping_add(127 << 23),
+                ((n + 127) as u32) << 23
+            );
+            x += 0.001_37;
+        }
     }
 }
