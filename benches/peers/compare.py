@@ -4,8 +4,9 @@
 For every thread count and every (shape, work) of BENCH_SHAPES:
   1. the crate's runner  `cargo run --release --example bench -- --shape S --work W --threads N --reps K`
   2. peers.py            `--shape S --work W --threads N --reps K`
-  3. the crate's runner again
-The crate's time is the median of its runs' medians (with two runs: their mean);
+  3. the crate's runner again (`--crate-runs` - 1 times)
+with 2-3 repeated `--rounds` times. A peer's time is the median of its rounds' medians, the
+crate's the median of its runs' medians (with two runs: their mean);
 the spread between its runs is shown so a noisy machine is visible.
 
 `--crate-json FILE` (and `--peers-json FILE`) read pre-recorded JSON lines instead of
@@ -47,6 +48,10 @@ def parse_args(argv=None):
     p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, or all")
     p.add_argument("--work", default="all", choices=["forward", "train", "all"])
     p.add_argument("--peer", default="all", help="passed to peers.py (pytorch-dense|pytorch-packed|onnxruntime|tensorflow|all)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="peers runs per benchmark, each followed by the crate's runs after the first "
+                        "(a peer's time is the median over rounds): on a machine whose speed drifts, "
+                        "more rounds put crate and peers side by side more often")
     p.add_argument("--crate-runs", type=int, default=2,
                    help="crate runs per benchmark: one before the peers, the rest after (default 2)")
     p.add_argument("--markdown-out", metavar="FILE", help="also write the Markdown report here")
@@ -64,8 +69,8 @@ def parse_args(argv=None):
         a.thread_list = [int(t) for t in a.threads.split(",") if t.strip()]
     except ValueError:
         p.error(f"--threads wants a comma list of integers, got {a.threads!r}")
-    if not a.thread_list or min(a.thread_list) < 1 or a.reps < 1 or a.crate_runs < 1:
-        p.error("--threads, --reps and --crate-runs must be >= 1")
+    if not a.thread_list or min(a.thread_list) < 1 or a.reps < 1 or a.crate_runs < 1 or a.rounds < 1:
+        p.error("--threads, --reps, --rounds and --crate-runs must be >= 1")
     a.peer_list = list(PEERS) if a.peer == "all" else [x.strip() for x in a.peer.split(",") if x.strip()]
     return a
 
@@ -141,7 +146,8 @@ def collect(args, benches):
             return
         cmd = shlex.split(args.crate_cmd) + ["--shape", shape, "--work", work,
                                              "--threads", str(threads), "--reps", str(args.reps)]
-        recs, _ = run_child(cmd, f"crate run {k + 1}/{args.crate_runs} {shape} {work} t{threads}",
+        total = 1 + args.rounds * (args.crate_runs - 1)
+        recs, _ = run_child(cmd, f"crate run {k + 1}/{total} {shape} {work} t{threads}",
                             args.verbose, CRATE_HINT)
         got = matching(recs, shape, work, threads)
         if not got:
@@ -154,17 +160,21 @@ def collect(args, benches):
     for threads in args.thread_list:
         for shape, work in benches:
             crate_run(shape.name, work, threads, 0)
-            if peers_file is None:
-                cmd = [args.python, os.path.join(HERE, "peers.py"), "--shape", shape.name, "--work", work,
-                       "--threads", str(threads), "--reps", str(args.reps), "--warmup", str(args.warmup),
-                       "--peer", args.peer]
-                recs, err = run_child(cmd, f"peers {shape.name} {work} t{threads}", args.verbose)
-                peers.extend(matching(recs, shape.name, work, threads))
-                for ln in err.splitlines():
-                    if ln.startswith("[peers]") and "skip" not in ln and ln not in info:
-                        info.append(ln)
-            for k in range(1, args.crate_runs):
-                crate_run(shape.name, work, threads, k)
+            k = 1
+            for rnd in range(args.rounds):
+                if peers_file is None:
+                    cmd = [args.python, os.path.join(HERE, "peers.py"), "--shape", shape.name, "--work", work,
+                           "--threads", str(threads), "--reps", str(args.reps), "--warmup", str(args.warmup),
+                           "--peer", args.peer] + (["--quiet-info"] if rnd > 0 else [])
+                    recs, err = run_child(cmd, f"peers {shape.name} {work} t{threads} round {rnd + 1}",
+                                          args.verbose)
+                    peers.extend(matching(recs, shape.name, work, threads))
+                    for ln in err.splitlines():
+                        if ln.startswith("[peers]") and "skip" not in ln and ln not in info:
+                            info.append(ln)
+                for _ in range(1, args.crate_runs):
+                    crate_run(shape.name, work, threads, k)
+                    k += 1
     if crate_file is not None:
         crate = crate_file
     if peers_file is not None:
