@@ -12,7 +12,6 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use lstm_kernels_simd::{Isa, Kernels, StepRaw};
-
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::barrier::SpinBarrier;
@@ -81,12 +80,14 @@ unsafe impl Send for Shared {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Shared {}
 
-/// The pool of `threads` workers (`None` for one thread: the caller's thread does the
-/// work).
+/// The pool for `threads` threads (`None` meaning every core): `None` for one thread,
+/// whose work the caller's thread does.
 ///
 /// # Errors
 /// [`Error::Config`] when `threads` is 0 or the threads cannot start.
-pub(crate) fn thread_pool(threads: usize) -> Result<Option<Arc<ThreadPool>>> {
+pub(crate) fn thread_pool(threads: Option<usize>) -> Result<Option<Arc<ThreadPool>>> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
         return Err(Error::Config("threads must be at least 1, got 0".into()));
     }
@@ -145,23 +146,18 @@ impl Lstm {
     /// [`Error::Config`] when the ISA is not available on this CPU, `threads` is 0, or
     /// the thread pool cannot be created.
     pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
-        let threads = options
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let pool = thread_pool(threads)?;
-        Self::with_pool(weights, options.isa, threads, pool)
+        Self::with_pool(weights, options.isa, thread_pool(options.threads)?)
     }
 
-    /// Packs `weights` for the given ISA, running on `pool` (`threads` of them; `None`
-    /// when `threads` is 1). A model of several parts shares one pool between them, so
-    /// that a part's idle workers never compete for the cores with the next part's.
+    /// Packs `weights` for the given ISA, running on `pool` (one thread when `None`). A
+    /// model of several parts shares one pool between them, so that a part's idle
+    /// workers never compete for the cores with the next part's.
     ///
     /// # Errors
-    /// As [`Lstm::with_options`].
+    /// [`Error::Config`] when the ISA is not available on this CPU.
     pub(crate) fn with_pool(
         weights: LstmWeights,
         isa: Option<Isa>,
-        threads: usize,
         pool: Option<Arc<ThreadPool>>,
     ) -> Result<Self> {
         let kernels = match isa {
@@ -170,14 +166,7 @@ impl Lstm {
             })?,
             None => Kernels::try_detect().map_err(|e| Error::Config(e.to_string()))?,
         };
-        if threads == 0 {
-            return Err(Error::Config("threads must be at least 1, got 0".into()));
-        }
-        assert_eq!(
-            pool.as_ref().map_or(1, |p| p.current_num_threads()),
-            threads,
-            "the pool must have `threads` threads"
-        );
+        let threads = pool.as_ref().map_or(1, |p| p.current_num_threads());
         let cells = pack_all(weights.spec(), &weights, &kernels, pool.as_deref());
         Ok(Lstm {
             weights,

@@ -84,8 +84,8 @@ impl Lstm {
     /// `ldo`); `init` is one row of `tiles*4U` (a bias, or zeros).
     ///
     /// The threads split the column panels (each reads only its own) when they divide
-    /// evenly enough, the rows otherwise; rows go through the
-    /// kernel in long runs, each of which streams `a` past one panel at a time.
+    /// evenly enough, the rows otherwise; rows go through the kernel in long runs, each
+    /// of which streams `a` past one panel at a time.
     ///
     /// # Panics
     /// When an operand is too small for the shapes (an internal bug).

@@ -338,10 +338,10 @@ def tensorflow_lm_step(args):
         log(f"[peers] skip tensorflow seed-ptb-lm train: tf_lm.py failed (exit {res.returncode}): {tail}")
         return None
     rec = json.loads(lines[-1])
+    version = rec.pop("tf_version", "?")
     if not args.quiet_info:
-        log(f"[peers] tensorflow seed-ptb-lm train: TensorFlow {rec.pop('tf_version', '?')} graph mode, "
+        log(f"[peers] tensorflow seed-ptb-lm train: TensorFlow {version} graph mode, "
             f"the seed's tf.compat.v1 graph, one session.run per step")
-    rec.pop("tf_version", None)
     return rec
 
 

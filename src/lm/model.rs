@@ -147,13 +147,11 @@ impl LanguageModel {
             .collect();
         // One pool for the whole model: the layers' time loops and the softmax layer's
         // sgemms take turns on the same workers.
-        let threads = options
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let pool = thread_pool(threads)?;
+        let pool = thread_pool(options.threads)?;
+        let threads = pool.as_ref().map_or(1, |p| p.current_num_threads());
         let layers = layers
             .into_iter()
-            .map(|w| Lstm::with_pool(w, options.isa, threads, pool.clone()))
+            .map(|w| Lstm::with_pool(w, options.isa, pool.clone()))
             .collect::<Result<Vec<_>>>()?;
         Ok(LanguageModel {
             vocab,
