@@ -1,9 +1,10 @@
 //! The fused LSTM kernels, written once over [`Vector`].
 //!
-//! Forward ([`block`], driven by [`step_kernel!`]): for a block of `R` rows
-//! and `T` tiles, the `R x T x 4U` gate sums live in registers for the
-//! whole `kk` loop, then the gate math and the cell update run on them in
-//! registers; only `c`, `m` (and optionally the activated gates) are stored.
+//! Forward ([`sums`] then [`finish`], driven by [`step_kernel!`]): for a
+//! block of `R` rows and `T` tiles, the `R x T x 4U` gate sums live in
+//! registers for the whole `kk` loop, then the gate math and the cell update
+//! run on them; only `c`, `m` (and optionally the activated gates) are
+//! stored, never the `4U` gate sums.
 //!
 //! Determinism: every gate sum is one chain
 //! `acc = zx; for kk in 0..K { acc = fma(h[kk], w[kk], acc) }`, whatever the
@@ -132,32 +133,37 @@ unsafe impl Sync for BackwardRaw {}
 /// How many panel rows ahead the step kernel prefetches.
 const PREFETCH_ROWS: usize = 16;
 
-/// `R` rows from `r0`, `T` tiles from `t0`: the register-blocked gate sums,
-/// then the fused epilogue. `NV` = vectors per gate in a tile (`U / LANES`),
+/// `R` rows from `r0`, `T` tiles from `t0`: the register-blocked gate sums
+/// `zx + h_prev W` into `out`. `NV` = vectors per gate in a tile (`U / LANES`),
 /// `W = 4 NV` = vectors per panel row, `M = R T W` = accumulators (passed
-/// because stable Rust cannot compute array lengths from const
-/// parameters). `PEEP`: whether `a.peep` is set. `PLAIN`: no epilogue, the
-/// sums are stored as they are (`h_out` then has the `zx` layout: `4U` per
-/// tile): the same kernel as a GEMM, for the input projections.
+/// because stable Rust cannot compute array lengths from const parameters).
+///
+/// Each ISA calls this from a function of its own that is never inlined
+/// ([`step_kernel!`]'s `sums`), apart from [`finish`]: compiled together, LLVM
+/// split the accumulators' live ranges around the epilogue and stored five of
+/// the 24 AVX-512 accumulators to the stack on every `kk` iteration, which
+/// halved the step's speed (85 against 170-210 GFLOP/s for the same loop
+/// without an epilogue). The handover through `out` costs `M` stores and loads
+/// per block, against `M * k` fmas.
 ///
 /// # Safety
 /// The [`Vector`] contract, `a` satisfies the [`StepRaw`] contract,
 /// `r0 + R <= a.rows` and `t0 + T <= a.tiles.end`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices address several arrays at once
-pub(crate) unsafe fn block<
+pub(crate) unsafe fn sums<
     V: Vector,
     const NV: usize,
     const W: usize,
     const R: usize,
     const T: usize,
     const M: usize,
-    const PEEP: bool,
     const PLAIN: bool,
 >(
     a: &StepRaw,
     r0: usize,
     t0: usize,
+    out: &mut [V; M],
 ) {
     debug_assert!(W == 4 * NV && M == R * T * W);
     let l = V::LANES;
@@ -167,8 +173,7 @@ pub(crate) unsafe fn block<
     let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
     // SAFETY: every offset below is inside the ranges the `StepRaw`
     // contract describes: rows r0..r0+R < rows, tiles t0..t0+T within the
-    // layer, kk < k, and in-tile offsets below 4U (zx, w, gates) or U (c,
-    // h_out) or 3U (peep).
+    // layer, kk < k, and in-tile offsets below 4U (zx, w) or U (c, h_out).
     unsafe {
         let zero = V::splat(0.0);
         let mut acc = [zero; M];
@@ -234,7 +239,42 @@ pub(crate) unsafe fn block<
                 }
             }
         }
+        *out = acc;
+    }
+}
 
+/// What follows [`sums`] for the same block: with `PLAIN`, the sums stored as
+/// they are (`h_out` then has the `zx` layout: `4U` per tile: the same kernel
+/// as a GEMM, for the input projections); otherwise the fused epilogue (gate
+/// activations, cell update, `h`). `PEEP`: whether `a.peep` is set.
+///
+/// # Safety
+/// As [`sums`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices address several arrays at once
+pub(crate) unsafe fn finish<
+    V: Vector,
+    const NV: usize,
+    const W: usize,
+    const R: usize,
+    const T: usize,
+    const M: usize,
+    const PEEP: bool,
+    const PLAIN: bool,
+>(
+    a: &StepRaw,
+    r0: usize,
+    t0: usize,
+    sums: &[V; M],
+) {
+    let l = V::LANES;
+    let u4 = W * l;
+    let u = NV * l;
+    let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
+    // SAFETY: as in `sums`; peep offsets are below 3U per tile.
+    unsafe {
+        let zero = V::splat(0.0);
+        let mut acc = *sums;
         if PLAIN {
             for r in 0..R {
                 for t in 0..T {
@@ -329,7 +369,8 @@ pub(crate) unsafe fn block<
     }
 }
 
-/// Defines an ISA's forward step entry point: the loops around [`block`].
+/// Defines an ISA's forward step entry point: the loops around [`sums`] and
+/// [`finish`].
 ///
 /// Tiles are the outer loop, so one tile's panel (`k x 4U`) is reused from
 /// cache by every row block. Rows go in blocks of `MR`; the `rows % MR`
@@ -346,20 +387,49 @@ macro_rules! step_kernel {
     ) => {
         $(#[$attr])*
         pub(crate) unsafe fn $name(a: &$crate::cell::StepRaw) {
+            // The k loop in a function of its own, with the ISA's target
+            // features and never inlined (see `cell::sums`).
+            #[inline(never)]
+            $(#[$attr])*
+            unsafe fn sums<const R: usize, const T: usize, const M: usize>(
+                a: &$crate::cell::StepRaw,
+                r0: usize,
+                t0: usize,
+                out: &mut [$V; M],
+            ) {
+                // SAFETY: forwarded from `run`'s contract.
+                unsafe {
+                    $crate::cell::sums::<$V, $NV, { 4 * $NV }, R, T, M, $PLAIN>(a, r0, t0, out)
+                }
+            }
             #[inline(always)]
             unsafe fn run(a: &$crate::cell::StepRaw, r0: usize, r: usize, t0: usize, t: usize) {
                 // SAFETY: forwarded from the entry point's contract; the
                 // driver below keeps r0 + r <= rows and t0 + t <= tiles.end.
                 unsafe {
                     const W: usize = 4 * $NV;
-                    match (r, t, a.peep.is_some()) {
+                    match (r, t) {
                         $(
-                            ($br, $bt, true) => $crate::cell::block::<
-                                $V, $NV, W, $br, $bt, { $br * $bt * W }, true, $PLAIN
-                            >(a, r0, t0),
-                            ($br, $bt, false) => $crate::cell::block::<
-                                $V, $NV, W, $br, $bt, { $br * $bt * W }, false, $PLAIN
-                            >(a, r0, t0),
+                            ($br, $bt) => {
+                                const M: usize = $br * $bt * W;
+                                let mut acc =
+                                    [<$V as $crate::vector::Vector>::splat(0.0); M];
+                                // Called through an opaque pointer: rustc drops
+                                // `inline(never)` on target-feature functions.
+                                let f: unsafe fn(
+                                    &$crate::cell::StepRaw, usize, usize, &mut [$V; M]
+                                ) = sums::<$br, $bt, M>;
+                                std::hint::black_box(f)(a, r0, t0, &mut acc);
+                                if a.peep.is_some() {
+                                    $crate::cell::finish::<$V, $NV, W, $br, $bt, M, true, $PLAIN>(
+                                        a, r0, t0, &acc,
+                                    )
+                                } else {
+                                    $crate::cell::finish::<$V, $NV, W, $br, $bt, M, false, $PLAIN>(
+                                        a, r0, t0, &acc,
+                                    )
+                                }
+                            }
                         )*
                         _ => unreachable!("no block for {} rows x {} tiles", r, t),
                     }
