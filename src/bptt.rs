@@ -22,6 +22,7 @@ use std::ptr::NonNull;
 use lstm_kernels_simd::BackwardRaw;
 use rayon::prelude::*;
 
+use crate::aligned::AlignedVec;
 use crate::barrier::SpinBarrier;
 use crate::forward::{CellState, ForwardInput};
 use crate::gemm::{gemm_op, Operand};
@@ -43,7 +44,7 @@ pub(crate) struct BackwardBuffers {
     /// Gate gradients of every step, `[total, tiles*4U]`.
     dz: Vec<f32>,
     /// `dz` as contiguous panels of `4U` columns, the B operand of the weight gradients.
-    dz_panels: Vec<f32>,
+    dz_panels: AlignedVec,
     /// Per-step gradient into `m` and the carried cell gradient (`[B, hq]`), the carried
     /// output gradient (`[B, rq]`).
     dm: Vec<f32>,
@@ -263,7 +264,7 @@ impl Lstm {
         grow(&mut bb.d_in, total * widest_io);
         grow(&mut bb.dh_seq, total * max_of(&|d| d.r));
         grow(&mut bb.dz, total * max_of(&|d| d.gw));
-        grow(&mut bb.dz_panels, total * max_of(&|d| d.gw));
+        bb.dz_panels.grow(total * max_of(&|d| d.gw));
         grow(&mut bb.dm, batch * max_of(&|d| d.hq));
         grow(&mut bb.dc, batch * max_of(&|d| d.hq));
         grow(&mut bb.dh, batch * max_of(&|d| d.rq));

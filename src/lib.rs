@@ -46,6 +46,7 @@
 
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod aligned;
 mod barrier;
 pub mod bench;
 mod bptt;

@@ -6,6 +6,7 @@ use lstm_kernels_simd::{
 
 use rayon::ThreadPool;
 
+use crate::aligned::AlignedVec;
 use crate::spec::LstmSpec;
 use crate::weights::LstmWeights;
 
@@ -22,18 +23,18 @@ pub(crate) struct PackedCell {
     pub input: usize,
     /// `W_x` as panels (like `w_h`): the input projection runs on the step kernel's
     /// epilogue-free GEMM, from weights packed once.
-    pub w_x_panels: Vec<f32>,
+    pub w_x_panels: AlignedVec,
     /// `[tiles*4U]`.
     pub bias: Vec<f32>,
     /// Panels of `W_h` (see `lstm_kernels_simd::pack_recurrent`).
-    pub w_h: Vec<f32>,
+    pub w_h: AlignedVec,
     /// Backward's transposed weights as panels of `4U` columns for the same GEMM kernel
     /// (see [`pack_transposed_panels`]): `W_h^T` (`k = tiles*4U` gate columns, `R`
     /// columns) for `dh = dz W_h^T`, `W_x^T` (`in` columns) for `dX = dZ W_x^T`, and the
     /// projection's transpose (`k = P`, `H` columns) for `dm = dh P^T`.
-    pub w_h_t: Vec<f32>,
-    pub w_x_t: Vec<f32>,
-    pub proj_t: Option<Vec<f32>>,
+    pub w_h_t: AlignedVec,
+    pub w_x_t: AlignedVec,
+    pub proj_t: Option<AlignedVec>,
     /// `tiles*3U` when the spec has peepholes.
     pub peepholes: Option<Vec<f32>>,
     /// `[H, P]` when the layer projects.
@@ -136,14 +137,18 @@ pub(crate) fn pack_all(
                 padded,
                 recurrent: r,
                 input,
-                w_x_panels: kernels.pack_recurrent(w.input_weights(), input, h),
+                w_x_panels: AlignedVec::from_slice(&kernels.pack_recurrent(
+                    w.input_weights(),
+                    input,
+                    h,
+                )),
                 bias: pack_gate_columns(w.bias(), 1, h, u),
-                w_h: kernels.pack_recurrent(w.recurrent_weights(), r, h),
-                w_h_t: vec![0.0; transposed_panels_len(r, 4 * padded, 4 * u)],
-                w_x_t: vec![0.0; transposed_panels_len(input, 4 * padded, 4 * u)],
+                w_h: AlignedVec::from_slice(&kernels.pack_recurrent(w.recurrent_weights(), r, h)),
+                w_h_t: AlignedVec::zeroed(transposed_panels_len(r, 4 * padded, 4 * u)),
+                w_x_t: AlignedVec::zeroed(transposed_panels_len(input, 4 * padded, 4 * u)),
                 proj_t: w
                     .projection()
-                    .map(|_| vec![0.0; transposed_panels_len(h, r, 4 * u)]),
+                    .map(|_| AlignedVec::zeroed(transposed_panels_len(h, r, 4 * u))),
                 peepholes: w
                     .peepholes()
                     .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
