@@ -245,13 +245,12 @@ pub(crate) unsafe fn sums<
 
 /// What follows [`sums`] for the same block: with `PLAIN`, the sums stored as
 /// they are (`h_out` then has the `zx` layout: `4U` per tile: the same kernel
-/// as a GEMM, for the input projections); otherwise the fused epilogue (gate
-/// activations, cell update, `h`). `PEEP`: whether `a.peep` is set.
+/// as a GEMM, for the input projections); otherwise the fused epilogue
+/// ([`unit`] for each row and tile). `PEEP`: whether `a.peep` is set.
 ///
 /// # Safety
 /// As [`sums`].
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // indices address several arrays at once
 pub(crate) unsafe fn finish<
     V: Vector,
     const NV: usize,
@@ -269,101 +268,115 @@ pub(crate) unsafe fn finish<
 ) {
     let l = V::LANES;
     let u4 = W * l;
-    let u = NV * l;
-    let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
-    // SAFETY: as in `sums`; peep offsets are below 3U per tile.
+    // SAFETY: rows r0..r0+R and tiles t0..t0+T are inside the `StepRaw`
+    // layouts (this function's contract); in-tile offsets are below 4U.
     unsafe {
-        let zero = V::splat(0.0);
-        let mut acc = *sums;
-        if PLAIN {
-            for r in 0..R {
-                for t in 0..T {
+        for r in 0..R {
+            for t in 0..T {
+                let base = (r * T + t) * W;
+                let mut z: [V; W] = std::array::from_fn(|j| sums[base + j]);
+                if PLAIN {
                     let out = a.h_out.add((r0 + r) * a.ld_h_out + (t0 + t) * u4);
-                    for j in 0..W {
-                        acc[at(r, t, j)].store(out.add(j * l));
+                    for (j, v) in z.iter().enumerate() {
+                        v.store(out.add(j * l));
                     }
+                } else {
+                    unit::<V, NV, W, PEEP>(a, r0 + r, t0 + t, &mut z);
                 }
             }
-            return;
         }
+    }
+}
 
-        // Epilogue, in two rounds of activations over the whole block so
-        // that their long dependency chains overlap. Round 1: i, g, f (and
-        // o when there is no peephole, which would need the new c).
-        let gate = |e: usize| (e % W) / NV;
-        let kinds1: [u8; M] = std::array::from_fn(|e| match gate(e) {
+/// The fused epilogue of one row and one tile: `z` holds the tile's gate sums
+/// (`NV` vectors each of i, g, f, o). Gate activations, the cell update with
+/// forget bias, peepholes and clip, `h = o tanh(c)`; stores `c`, `h_out` and
+/// (if asked) the activated gates.
+///
+/// One unit at a time, with the gate of every vector known at compile time:
+/// the activations unroll into straight-line code that fits in the registers
+/// (a whole 6 x 4 AVX-512 block at once did not: LLVM kept it on the stack and
+/// looped over the gate kinds at run time). Consecutive units are
+/// independent, so the out-of-order core overlaps their long chains.
+///
+/// # Safety
+/// The [`Vector`] contract; `row < a.rows` and `tile` inside the layer, as
+/// the [`StepRaw`] contract describes.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices address several arrays at once
+unsafe fn unit<V: Vector, const NV: usize, const W: usize, const PEEP: bool>(
+    a: &StepRaw,
+    row: usize,
+    tile: usize,
+    z: &mut [V; W],
+) {
+    let l = V::LANES;
+    let u = NV * l;
+    // SAFETY: c, h_out are `rows x tiles*U`, gates `rows x tiles*4U`, peep
+    // `tiles*3U` (the `StepRaw` contract); every offset is of this row and
+    // tile, below U (c, h_out), 4U (gates) or 3U (peep).
+    unsafe {
+        let zero = V::splat(0.0);
+        let cp = a.c.add(row * a.ld_c + tile * u);
+        let peep = |v: usize| a.peep.unwrap().as_ptr().add(tile * 3 * u + v * l);
+        // Round 1: i, g, f (and o when there is no peephole, which would
+        // need the new c).
+        let kinds1: [u8; W] = std::array::from_fn(|e| match e / NV {
             1 => TANH,
             3 if PEEP => SKIP,
             _ => SIGMOID,
         });
-        let mut c_prev = [zero; M]; // slot at(r, t, v), v < NV
-        let peep = |t: usize, v: usize| a.peep.unwrap().as_ptr().add((t0 + t) * 3 * u + v * l);
+        let mut c_prev = [zero; NV];
         let fb = V::splat(a.forget_bias);
-        for r in 0..R {
-            for t in 0..T {
-                for v in 0..NV {
-                    let cp = V::load(a.c.add((r0 + r) * a.ld_c + (t0 + t) * u + v * l));
-                    c_prev[at(r, t, v)] = cp;
-                    let (ei, ef) = (at(r, t, v), at(r, t, 2 * NV + v));
-                    acc[ef] = acc[ef].add(fb);
-                    if PEEP {
-                        let p = peep(t, v);
-                        acc[ei] = V::fma(V::load(p), cp, acc[ei]);
-                        acc[ef] = V::fma(V::load(p.add(u)), cp, acc[ef]);
-                    }
-                }
+        for v in 0..NV {
+            c_prev[v] = V::load(cp.add(v * l));
+            let (ei, ef) = (v, 2 * NV + v);
+            z[ef] = z[ef].add(fb);
+            if PEEP {
+                let p = peep(v);
+                z[ei] = V::fma(V::load(p), c_prev[v], z[ei]);
+                z[ef] = V::fma(V::load(p.add(u)), c_prev[v], z[ef]);
             }
         }
-        let zo = acc; // pre-activations of o, kept for the peephole case
-        activate(&mut acc, &kinds1);
+        let zo = *z; // pre-activations of o, kept for the peephole case
+        activate(z, &kinds1);
 
         // The new cell, then round 2: tanh(c) (and o with its peephole).
-        let kinds2: [u8; M] = std::array::from_fn(|e| match gate(e) {
+        // x2[v]: o's pre-activation; x2[NV + v]: c; the rest unused.
+        let kinds2: [u8; W] = std::array::from_fn(|e| match e / NV {
             0 if PEEP => SIGMOID,
             1 => TANH,
             _ => SKIP,
         });
-        let mut x2 = [zero; M]; // at(r, t, v): o pre-activation; at(r, t, NV + v): c
+        let mut x2 = [zero; W];
         let clip = V::splat(a.cell_clip);
         let neg_clip = V::splat(-a.cell_clip);
         let do_clip = a.cell_clip != f32::INFINITY;
-        for r in 0..R {
-            for t in 0..T {
-                for v in 0..NV {
-                    let e = at(r, t, v);
-                    let (i, g, f) = (acc[e], acc[e + NV], acc[e + 2 * NV]);
-                    let mut c = V::fma(f, c_prev[e], i.mul(g));
-                    if do_clip {
-                        c = clip.min(neg_clip.max(c));
-                    }
-                    x2[e + NV] = c;
-                    if PEEP {
-                        let po = V::load(peep(t, v).add(2 * u));
-                        x2[e] = V::fma(po, c, zo[e + 3 * NV]);
-                    }
-                }
+        for v in 0..NV {
+            let (i, g, f) = (z[v], z[NV + v], z[2 * NV + v]);
+            let mut c = V::fma(f, c_prev[v], i.mul(g));
+            if do_clip {
+                c = clip.min(neg_clip.max(c));
+            }
+            x2[NV + v] = c;
+            if PEEP {
+                let po = V::load(peep(v).add(2 * u));
+                x2[v] = V::fma(po, c, zo[3 * NV + v]);
             }
         }
         let cells = x2;
         activate(&mut x2, &kinds2);
-        for r in 0..R {
-            let row = r0 + r;
-            for t in 0..T {
-                for v in 0..NV {
-                    let e = at(r, t, v);
-                    let o = if PEEP { x2[e] } else { acc[e + 3 * NV] };
-                    let unit = (t0 + t) * u + v * l;
-                    cells[e + NV].store(a.c.add(row * a.ld_c + unit));
-                    o.mul(x2[e + NV])
-                        .store(a.h_out.add(row * a.ld_h_out + unit));
-                    if let Some(gp) = a.gates {
-                        let gp = gp.as_ptr().add(row * a.ld_gates + (t0 + t) * u4 + v * l);
-                        acc[e].store(gp);
-                        acc[e + NV].store(gp.add(u));
-                        acc[e + 2 * NV].store(gp.add(2 * u));
-                        o.store(gp.add(3 * u));
-                    }
-                }
+        let hp = a.h_out.add(row * a.ld_h_out + tile * u);
+        for v in 0..NV {
+            let o = if PEEP { x2[v] } else { z[3 * NV + v] };
+            cells[NV + v].store(cp.add(v * l));
+            o.mul(x2[NV + v]).store(hp.add(v * l));
+            if let Some(gp) = a.gates {
+                let gp = gp.as_ptr().add(row * a.ld_gates + tile * 4 * u + v * l);
+                z[v].store(gp);
+                z[NV + v].store(gp.add(u));
+                z[2 * NV + v].store(gp.add(2 * u));
+                o.store(gp.add(3 * u));
             }
         }
     }
