@@ -23,6 +23,7 @@ fn forward(c: &mut Criterion) {
                 .lstm(LstmOptions {
                     isa: None,
                     threads: Some(t),
+                    ..Default::default()
                 })
                 .expect("the suite's shapes build");
             let data = shape.input();

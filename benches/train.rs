@@ -27,6 +27,7 @@ fn train(c: &mut Criterion) {
                 .lstm(LstmOptions {
                     isa: None,
                     threads: Some(t),
+                    ..Default::default()
                 })
                 .expect("the suite's shapes build");
             let spec = lstm.weights().spec().clone();

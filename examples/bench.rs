@@ -82,6 +82,7 @@ fn forward(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, Strin
         .lstm(LstmOptions {
             isa: None,
             threads: Some(threads),
+            ..Default::default()
         })
         .map_err(|e| e.to_string())?;
     let data = shape.input();
@@ -109,6 +110,7 @@ fn train(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String>
         .lstm(LstmOptions {
             isa: None,
             threads: Some(threads),
+            ..Default::default()
         })
         .map_err(|e| e.to_string())?;
     let spec = lstm.weights().spec().clone();

@@ -94,6 +94,7 @@ fn run(args: Args) -> Result<(), String> {
     let options = LstmOptions {
         isa: None,
         threads: args.threads,
+        ..Default::default()
     };
     let (mut model, mut config, mut progress) = match &args.resume {
         Some(path) => {

@@ -202,6 +202,7 @@ fn zero_threads_or_a_missing_isa() {
         LstmOptions {
             isa: None,
             threads: Some(0),
+            ..Default::default()
         },
     )
     .unwrap_err();
@@ -220,6 +221,7 @@ fn zero_threads_or_a_missing_isa() {
                 LstmOptions {
                     isa: Some(isa),
                     threads: Some(1),
+                    ..Default::default()
                 },
             )
             .unwrap_err();

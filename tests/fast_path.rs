@@ -86,6 +86,7 @@ fn every_isa_matches_the_reference() {
                 let e = Engine::Fast(LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
+                    ..Default::default()
                 });
                 let (fo, ff) = run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref());
                 let mut check = |got: &[f32], want: &[f32], what: &str| {
@@ -136,6 +137,8 @@ fn results_are_bitwise_identical_for_any_thread_count() {
                 let e = Engine::Fast(LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
+                    // 1 thread: one input projection up front; more: step by step.
+                    step_projection: Some(threads > 1),
                 });
                 run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref())
             };
@@ -151,7 +154,8 @@ fn results_are_bitwise_identical_for_any_thread_count() {
 }
 
 /// A large layer, where the input-projection sgemm really splits its work between
-/// threads: still bitwise identical.
+/// threads, and the same layer with each step's projection in the time loop: still
+/// bitwise identical.
 #[test]
 fn large_layer_is_bitwise_identical_across_threads() {
     let spec = LstmSpec::builder(256, &[256])
@@ -165,15 +169,21 @@ fn large_layer_is_bitwise_identical_across_threads() {
         .map(|i| 1 + (i * 37 + 11) % t as i32)
         .collect();
     for isa in isas() {
-        let run = |threads| {
+        let run = |threads, step_projection| {
             let e = Engine::Fast(LstmOptions {
                 isa: Some(isa),
                 threads: Some(threads),
+                step_projection: Some(step_projection),
             });
             run_on(e, &w, &x, b, t, Some(&lens), None)
         };
-        let one = run(1);
-        assert!(run(2) == one, "{isa:?}: 2 threads differ from 1");
+        let one = run(1, false);
+        assert!(run(2, false) == one, "{isa:?}: 2 threads differ from 1");
+        assert!(
+            run(2, true) == one,
+            "{isa:?}: step-by-step projection differs"
+        );
+        assert!(run(1, true) == one, "{isa:?}: 1 thread, step by step");
     }
 }
 
@@ -194,6 +204,7 @@ fn sgd_step_repacks_the_kernels_weights() {
         let opts = LstmOptions {
             isa: Some(isa),
             threads: Some(1),
+            ..Default::default()
         };
         let mut lstm = lstm_kernels::Lstm::with_options(w.clone(), opts).unwrap();
         lstm.sgd_step(&g, 0.3).unwrap();

@@ -154,6 +154,7 @@ fn model_from(t: &Tensors, config: &LmConfig) -> LanguageModel {
         LstmOptions {
             isa: None,
             threads: Some(1),
+            ..Default::default()
         },
     )
     .unwrap()
@@ -433,6 +434,7 @@ fn padded_batches_cost_nothing_for_padding() {
         LstmOptions {
             isa: None,
             threads: Some(1),
+            ..Default::default()
         },
     )
     .unwrap();

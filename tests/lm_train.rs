@@ -69,6 +69,7 @@ fn training_lowers_perplexity_and_resume_is_identical() {
     let opts = LstmOptions {
         isa: None,
         threads: Some(1),
+        ..Default::default()
     };
 
     let mut straight = LanguageModel::new(&config, 3, Some(1)).unwrap();
@@ -213,6 +214,7 @@ fn checkpoint_history_round_trips_exactly() {
         LstmOptions {
             isa: None,
             threads: Some(1),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -115,6 +115,7 @@ fn every_isa_matches_the_reference_backward() {
                     LstmOptions {
                         isa: Some(isa),
                         threads: Some(threads),
+                        ..Default::default()
                     },
                 )
                 .unwrap();
@@ -162,6 +163,8 @@ fn gradients_are_bitwise_identical_for_any_thread_count() {
                     LstmOptions {
                         isa: Some(isa),
                         threads: Some(threads),
+                        // 1 thread: one input projection up front; more: step by step.
+                        step_projection: Some(threads > 1),
                     },
                 )
                 .unwrap();
@@ -201,6 +204,8 @@ fn a_large_layer_is_bitwise_identical_across_threads() {
                 LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
+                    // 1 thread: one input projection up front; more: step by step.
+                    step_projection: Some(threads > 1),
                 },
             )
             .unwrap();

@@ -128,7 +128,11 @@ impl LanguageModel {
             layers,
             softmax,
             config.forget_bias,
-            LstmOptions { isa: None, threads },
+            LstmOptions {
+                isa: None,
+                threads,
+                ..Default::default()
+            },
         )
     }
 

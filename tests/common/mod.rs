@@ -8,14 +8,17 @@ use lstm_kernels::{
 };
 
 /// The scalar reference and, for every ISA this CPU has, the fast path on 1 and 2
-/// threads: every engine the tests hold to the same contract.
+/// threads, and on 2 threads with every layer's input projection computed step by step
+/// (forced; by default only large batches do that): every engine the tests hold to the
+/// same contract.
 pub fn engines() -> Vec<Engine> {
     let mut out = vec![Engine::Reference];
     for isa in lstm_kernels::available_isas() {
-        for threads in [1, 2] {
+        for (threads, step_projection) in [(1, None), (2, None), (2, Some(true))] {
             out.push(Engine::Fast(LstmOptions {
                 isa: Some(isa),
                 threads: Some(threads),
+                step_projection,
             }));
         }
     }
