@@ -38,6 +38,12 @@ pub struct LstmOptions {
     /// slices of the layer's weights fit in its L2 and the batch has 32 sequences or
     /// more). A matter of speed only: the results are the same bits either way.
     pub step_projection: Option<bool>,
+    /// How the threads share a layer's time loop: `Some(true)` by sequences (each thread
+    /// computes every hidden unit of its own rows, with no barrier between steps),
+    /// `Some(false)` by hidden units (every row, a barrier each step); `None` decides per
+    /// layer (by sequences when the layer's `W_h` fits in a core's L2 and every thread
+    /// gets 2 rows or more). A matter of speed only: the same bits either way.
+    pub split_rows: Option<bool>,
 }
 
 /// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
@@ -51,6 +57,7 @@ pub struct Lstm {
     threads: usize,
     pool: Option<Arc<ThreadPool>>,
     step_projection: Option<bool>,
+    split_rows: Option<bool>,
 }
 
 impl std::fmt::Debug for Lstm {
@@ -160,6 +167,7 @@ impl Lstm {
     pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
         let mut lstm = Self::with_pool(weights, options.isa, thread_pool(options.threads)?)?;
         lstm.step_projection = options.step_projection;
+        lstm.split_rows = options.split_rows;
         Ok(lstm)
     }
 
@@ -189,6 +197,7 @@ impl Lstm {
             threads,
             pool,
             step_projection: None,
+            split_rows: None,
         })
     }
 
@@ -372,7 +381,7 @@ impl Lstm {
 
                 // Every step's input projection at once, bias folded in, in tile order
                 // (or step by step in the time loop).
-                let fuse = self.fuse_projection(cell, sched.active.first().copied().unwrap_or(0));
+                let (by_rows, fuse) = self.plan(cell, sched.active.first().copied().unwrap_or(0));
                 if !fuse {
                     let u4 = 4 * self.kernels.unit_tile();
                     let w_x = Panels::packed(&cell.w_x_panels, in_w, u4);
@@ -421,7 +430,7 @@ impl Lstm {
                         }
                     }
                 }
-                self.time_loop(cell, sched, shared, target_ld);
+                self.time_loop(cell, sched, shared, target_ld, by_rows);
                 if let Some(t) = train.as_deref_mut() {
                     if dir == 1 {
                         t.cells[k].h_seq[..total * r].copy_from_slice(&target[..total * r]);
@@ -475,10 +484,18 @@ impl Lstm {
     /// The recurrence of one layer direction over the schedule. `p.out` receives `h` at
     /// row `offset[s] + j` (row stride `out_ld`), which is also where step `s + 1` reads
     /// its `h_prev`.
-    fn time_loop(&self, cell: &PackedCell, sched: &Schedule, p: Shared, out_ld: usize) {
+    fn time_loop(
+        &self,
+        cell: &PackedCell,
+        sched: &Schedule,
+        p: Shared,
+        out_ld: usize,
+        by_rows: bool,
+    ) {
         let threads = self.threads;
         let barrier = SpinBarrier::new(threads);
-        let body = |tid: usize| self.time_loop_thread(cell, sched, p, out_ld, &barrier, tid);
+        let body =
+            |tid: usize| self.time_loop_thread(cell, sched, p, out_ld, &barrier, tid, by_rows);
         match self.pool.as_deref() {
             Some(pool) => {
                 pool.broadcast(|ctx| body(ctx.index()));
@@ -487,6 +504,7 @@ impl Lstm {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the loop's shared state and this thread's part
     fn time_loop_thread(
         &self,
         cell: &PackedCell,
@@ -495,19 +513,31 @@ impl Lstm {
         out_ld: usize,
         barrier: &SpinBarrier,
         tid: usize,
+        by_rows: bool,
     ) {
         let threads = self.threads;
         let u = self.kernels.unit_tile();
         let (h, hp, r, gw) = (cell.hidden, cell.padded, cell.recurrent, cell.gate_width());
-        let (t_lo, t_hi) = split(hp / u, threads, tid);
+        // This thread's part: its tiles of every row, or (`by_rows`) every tile of the
+        // rows `j0, j0 + rs, j0 + 2 rs, ...` of each step. A sequence only ever needs its
+        // own previous row, so split by rows the threads never wait for each other.
+        let (t_lo, t_hi, j0, rs) = if by_rows {
+            (0, hp / u, tid, threads)
+        } else {
+            let (t_lo, t_hi) = split(hp / u, threads, tid);
+            (t_lo, t_hi, 0, 1)
+        };
         let (u_lo, u_hi) = ((t_lo * u).min(h), (t_hi * u).min(h));
         // Without padding or projection the kernel writes h where it belongs.
         let direct = cell.projection.is_none() && h == hp;
         let spec = self.weights.spec();
         for s in 0..sched.steps() {
-            let rows = sched.active[s];
+            // Rows j0 + i * rs for i < rows (all of them when split by tiles).
+            let rows = sched.active[s].saturating_sub(j0).div_ceil(rs);
+            let row_of = |i: usize| j0 + i * rs;
             // Every offset below stays within the workspace buffers, which `run` grew to
-            // `total` rows (zx, out, the reserve) and `batch` rows (c, m, h0).
+            // `total` rows (zx, out, the reserve) and `batch` rows (c, m, h0); pointers
+            // are formed with wrapping arithmetic and only dereferenced for real rows.
             let (h_prev, ld_h_prev) = if s == 0 {
                 (p.h0, r)
             } else {
@@ -531,60 +561,62 @@ impl Lstm {
             } else {
                 (m_rows, hp)
             };
+            let zx_rows = p.zx.wrapping_add(sched.offset[s] * gw);
             if !p.x.is_null() {
                 let u4 = 4 * u;
                 let w_x = Panels::packed(&cell.w_x_panels, cell.input, u4);
                 let proj = gemm_raw(
                     rows,
-                    p.x.wrapping_add(sched.offset[s] * p.ld_x),
-                    p.ld_x,
+                    p.x.wrapping_add((sched.offset[s] + j0) * p.ld_x),
+                    p.ld_x * rs,
                     &w_x,
                     cell.bias.as_ptr(),
-                    p.zx.wrapping_add(sched.offset[s] * gw).cast_mut(),
-                    gw,
+                    zx_rows.wrapping_add(j0 * gw).cast_mut(),
+                    gw * rs,
                     t_lo..t_hi,
                 );
                 // SAFETY: this step's rows of `x` (rows x input) and of `zx` (rows x gw)
                 // lie inside their buffers, grown to `total` rows; the bias has `gw`
-                // floats; this thread writes only its own tiles' columns of `zx`, which
-                // only its own step kernel reads, below.
+                // floats; this thread writes only its own part of `zx`, which only its own
+                // step kernel reads, below.
                 unsafe { self.kernels.gemm_tiles_raw(&proj) };
             }
             let raw = StepRaw {
                 rows,
                 k: r,
-                h_prev,
-                ld_h_prev,
+                h_prev: h_prev.wrapping_add(j0 * ld_h_prev),
+                ld_h_prev: ld_h_prev * rs,
                 w: cell.w_h.as_ptr(),
                 ld_w: 4 * u,
                 w_panel: r * 4 * u,
-                zx: p.zx.wrapping_add(sched.offset[s] * gw),
-                ld_zx: gw,
+                zx: zx_rows.wrapping_add(j0 * gw),
+                ld_zx: gw * rs,
                 peep: cell
                     .peepholes
                     .as_ref()
                     .and_then(|v| NonNull::new(v.as_ptr().cast_mut())),
-                c: p.c,
-                ld_c: hp,
-                h_out,
-                ld_h_out,
+                c: p.c.wrapping_add(j0 * hp),
+                ld_c: hp * rs,
+                h_out: h_out.wrapping_add(j0 * ld_h_out),
+                ld_h_out: ld_h_out * rs,
                 gates: (!p.gates.is_null())
-                    .then(|| NonNull::new(p.gates.wrapping_add(sched.offset[s] * gw)))
+                    .then(|| NonNull::new(p.gates.wrapping_add((sched.offset[s] + j0) * gw)))
                     .flatten(),
-                ld_gates: gw,
+                ld_gates: gw * rs,
                 tiles: t_lo..t_hi,
                 forget_bias: spec.forget_bias(),
                 cell_clip: spec.cell_clip().unwrap_or(f32::INFINITY),
             };
             // SAFETY: h_prev (rows x r), zx (rows x gw), c and h_out (rows x hp, or the
-            // output rows of this step) lie inside their buffers; this thread's tiles are
-            // disjoint from every other thread's; h_prev is the previous step's rows (or
-            // h0), which nobody writes during this step; the clip is +inf or a finite
-            // positive value (validated by the spec).
+            // output rows of this step) lie inside their buffers; this thread's part
+            // (tiles, or rows) is disjoint from every other thread's; h_prev is the
+            // previous step's rows (or h0), which nobody writes during this step (split
+            // by rows, only this thread wrote or reads its rows); the clip is +inf or a
+            // finite positive value (validated by the spec).
             unsafe { self.step_zigzag(raw, s) };
             if !p.c_hist.is_null() {
-                for row in 0..rows {
-                    // SAFETY: this thread's tiles of row `row`, just written by its kernel
+                for row in (0..rows).map(row_of) {
+                    // SAFETY: this thread's part of row `row`, just written by its kernel
                     // call; the history row `offset[s] + row` is inside the reserve, which
                     // was grown to `total` rows.
                     unsafe {
@@ -599,7 +631,7 @@ impl Lstm {
             if !direct {
                 match &cell.projection {
                     None => {
-                        for row in 0..rows {
+                        for row in (0..rows).map(row_of) {
                             // SAFETY: this thread's units of row `row`: inside both buffers,
                             // written by this thread's kernel call above, and nobody else's.
                             unsafe {
@@ -612,11 +644,20 @@ impl Lstm {
                         }
                     }
                     Some(proj) => {
-                        barrier.wait();
-                        let (r_lo, r_hi) = split(rows, threads, tid);
-                        for row in r_lo..r_hi {
-                            // SAFETY: after the barrier every tile of `m` is written and
-                            // only read; the output row is this thread's alone.
+                        // Split by tiles, a row of `m` is complete only when every thread
+                        // is done; split by rows, this thread's rows are its own. Rows
+                        // `first + i * stride`, `i < count`.
+                        let (first, count, stride) = if by_rows {
+                            (j0, rows, rs)
+                        } else {
+                            barrier.wait();
+                            let (r_lo, r_hi) = split(rows, threads, tid);
+                            (r_lo, r_hi - r_lo, 1)
+                        };
+                        for row in (0..count).map(|i| first + i * stride) {
+                            // SAFETY: every unit of row `row` of `m` is written (after the
+                            // barrier, or by this thread) and only read; the output row is
+                            // this thread's alone.
                             let (m_row, h_row) = unsafe {
                                 (
                                     std::slice::from_raw_parts(m_rows.add(row * hp), h),
@@ -636,7 +677,9 @@ impl Lstm {
                     }
                 }
             }
-            barrier.wait();
+            if !by_rows {
+                barrier.wait();
+            }
         }
     }
 }
@@ -663,28 +706,50 @@ fn l2_bytes() -> usize {
 }
 
 impl Lstm {
-    /// Whether each step of `cell` computes its own input projection, each thread for its
-    /// own tiles just before its step kernel, instead of one product for every step up
-    /// front: when a thread's slices of `W_x` and `W_h` fit in its L2 together (with
-    /// room to spare), they stay there across steps, and each step's `zx` goes from the
-    /// projection to the step kernel through L1/L2 instead of through the last-level
-    /// cache. Only for batches of `MIN_ROWS` or more: with fewer rows per step, one
-    /// product over every step's rows runs the kernel in full row blocks instead.
-    /// The products and their sums are the same, so are the bits. Measured at 2
-    /// threads, 5 alternating runs: `seed-ptb` forward 5.33 -> 5.03 ms; `infer-b8-h256-t100`
-    /// (8 rows) 1% slower fused, hence the row floor.
-    fn fuse_projection(&self, cell: &PackedCell, batch: usize) -> bool {
+    /// How the time loop of `cell` runs for a batch of `batch` sequences: `(by_rows,
+    /// fuse)`.
+    ///
+    /// `by_rows`: the threads split the sequences (each computes every hidden unit of its
+    /// own rows) instead of the hidden units, when the whole `W_h` fits in a core's L2
+    /// with room to spare and every thread gets at least 2 rows. A sequence's step needs
+    /// only its own previous state, so the threads then never wait for each other, where
+    /// split by units they meet at a barrier every step (7-14% of `seed-ptb` forward
+    /// spent there at 2 threads); each thread reads all of `W_h` instead of its half, from
+    /// its own L2.
+    ///
+    /// `fuse`: each step computes its own input projection (each thread its own part,
+    /// just before its step kernel) instead of one product for every step up front, when
+    /// a thread's part of `W_x` and `W_h` fits in its L2 with room to spare and the batch
+    /// has `MIN_ROWS` or more: the weights stay in L2 across steps, and each step's `zx`
+    /// goes from the projection to the step kernel through L1/L2 instead of through the
+    /// last-level cache. With fewer rows per step, one product over every step's rows
+    /// runs the kernel in full row blocks instead. Measured at 2 threads, 5 alternating
+    /// runs: `seed-ptb` forward 5.33 -> 5.03 ms; `infer-b8-h256-t100` (8 rows) 1% slower
+    /// fused, hence the row floor.
+    ///
+    /// [`LstmOptions`] can force either; the results are the same bits every way (each
+    /// sum is the same chain of fmas whoever computes it).
+    fn plan(&self, cell: &PackedCell, batch: usize) -> (bool, bool) {
         const MIN_ROWS: usize = 32;
-        if let Some(forced) = self.step_projection {
-            return forced;
-        }
-        if batch < MIN_ROWS {
-            return false;
-        }
         let u = self.kernels.unit_tile();
-        let tiles = (cell.padded / u).div_ceil(self.threads);
-        let bytes = tiles * (cell.input + cell.recurrent) * 4 * u * std::mem::size_of::<f32>();
-        bytes * 5 <= l2_bytes() * 3
+        let room = l2_bytes() * 3 / 5;
+        let panel_bytes = |tiles: usize, k: usize| tiles * k * 4 * u * std::mem::size_of::<f32>();
+        let tiles = cell.padded / u;
+        let by_rows = self.threads > 1
+            && match self.split_rows {
+                Some(forced) => forced,
+                None => batch >= 2 * self.threads && panel_bytes(tiles, cell.recurrent) <= room,
+            };
+        let mine = if by_rows {
+            tiles
+        } else {
+            tiles.div_ceil(self.threads)
+        };
+        let fuse = match self.step_projection {
+            Some(forced) => forced,
+            None => batch >= MIN_ROWS && panel_bytes(mine, cell.input + cell.recurrent) <= room,
+        };
+        (by_rows, fuse)
     }
 
     /// One step of a thread's tiles `raw.tiles`, walked forwards on even steps and

@@ -133,21 +133,24 @@ fn results_are_bitwise_identical_for_any_thread_count() {
             .then(|| random_state(&case.spec, case.batch, 400 + n as u64));
         let lens = case.lengths.as_deref();
         for isa in isas() {
-            let run = |threads| {
+            let run = |threads, split_rows, step_projection| {
                 let e = Engine::Fast(LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
-                    // 1 thread: one input projection up front; more: step by step.
-                    step_projection: Some(threads > 1),
+                    step_projection: Some(step_projection),
+                    split_rows: Some(split_rows),
                 });
                 run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref())
             };
-            let one = run(1);
+            let one = run(1, false, false);
             for threads in [2, 3, 4] {
-                assert!(
-                    run(threads) == one,
-                    "case {n} {isa:?}: {threads} threads differ from 1"
-                );
+                for (rows, proj) in [(false, false), (false, true), (true, false), (true, true)] {
+                    assert!(
+                        run(threads, rows, proj) == one,
+                        "case {n} {isa:?}: {threads} threads (by rows {rows}, step projection \
+                         {proj}) differ from 1"
+                    );
+                }
             }
         }
     }
@@ -169,21 +172,26 @@ fn large_layer_is_bitwise_identical_across_threads() {
         .map(|i| 1 + (i * 37 + 11) % t as i32)
         .collect();
     for isa in isas() {
-        let run = |threads, step_projection| {
+        let run = |threads, split_rows, step_projection| {
             let e = Engine::Fast(LstmOptions {
                 isa: Some(isa),
                 threads: Some(threads),
                 step_projection: Some(step_projection),
+                split_rows: Some(split_rows),
             });
             run_on(e, &w, &x, b, t, Some(&lens), None)
         };
-        let one = run(1, false);
-        assert!(run(2, false) == one, "{isa:?}: 2 threads differ from 1");
+        let one = run(1, false, false);
         assert!(
-            run(2, true) == one,
-            "{isa:?}: step-by-step projection differs"
+            run(1, false, true) == one,
+            "{isa:?}: 1 thread, step by step"
         );
-        assert!(run(1, true) == one, "{isa:?}: 1 thread, step by step");
+        for (rows, proj) in [(false, false), (false, true), (true, false), (true, true)] {
+            assert!(
+                run(2, rows, proj) == one,
+                "{isa:?}: 2 threads (by rows {rows}, step projection {proj}) differ from 1"
+            );
+        }
     }
 }
 

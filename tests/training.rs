@@ -163,8 +163,10 @@ fn gradients_are_bitwise_identical_for_any_thread_count() {
                     LstmOptions {
                         isa: Some(isa),
                         threads: Some(threads),
-                        // 1 thread: one input projection up front; more: step by step.
+                        // 1 thread: one input projection up front; more: step by step,
+                        // the time loop shared by hidden units (2) or by sequences (3).
                         step_projection: Some(threads > 1),
+                        split_rows: Some(threads == 3),
                     },
                 )
                 .unwrap();
@@ -204,8 +206,10 @@ fn a_large_layer_is_bitwise_identical_across_threads() {
                 LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
-                    // 1 thread: one input projection up front; more: step by step.
+                    // 1 thread: one input projection up front; more: step by step, the
+                    // time loop shared by sequences.
                     step_projection: Some(threads > 1),
+                    split_rows: Some(threads > 1),
                 },
             )
             .unwrap();

@@ -7,18 +7,23 @@ use lstm_kernels::{
     SplitMix64, Workspace,
 };
 
-/// The scalar reference and, for every ISA this CPU has, the fast path on 1 and 2
-/// threads, and on 2 threads with every layer's input projection computed step by step
-/// (forced; by default only large batches do that): every engine the tests hold to the
-/// same contract.
+/// The scalar reference and, for every ISA this CPU has, the fast path on 1 thread and
+/// on 2: sharing the time loop by hidden units with one input projection up front, and
+/// by sequences with each step's projection in the time loop (both forced; by default
+/// each layer picks by its size): every engine the tests hold to the same contract.
 pub fn engines() -> Vec<Engine> {
     let mut out = vec![Engine::Reference];
     for isa in lstm_kernels::available_isas() {
-        for (threads, step_projection) in [(1, None), (2, None), (2, Some(true))] {
+        for (threads, split_rows, step_projection) in [
+            (1, None, None),
+            (2, Some(false), Some(false)),
+            (2, Some(true), Some(true)),
+        ] {
             out.push(Engine::Fast(LstmOptions {
                 isa: Some(isa),
                 threads: Some(threads),
                 step_projection,
+                split_rows,
             }));
         }
     }
