@@ -83,6 +83,56 @@ struct Dims {
     inq: usize,
 }
 
+/// One thread's part of a backward time loop: unit tiles `t_lo..t_hi` (whole groups
+/// `g_lo..g_hi`, units `u_lo..u_hi`), panels `q_lo..q_hi` (columns `c_lo..c_hi`) of `dh`,
+/// and rows `j0, j0 + rs, ...` of each step (`rs = 1`: every row, split by units;
+/// otherwise every unit of this thread's rows).
+#[derive(Clone, Copy)]
+struct Part {
+    g_lo: usize,
+    g_hi: usize,
+    t_lo: usize,
+    t_hi: usize,
+    u_lo: usize,
+    u_hi: usize,
+    q_lo: usize,
+    q_hi: usize,
+    c_lo: usize,
+    c_hi: usize,
+    j0: usize,
+    rs: usize,
+}
+
+impl Part {
+    fn new(d: &Dims, threads: usize, tid: usize, by_rows: bool, cell: &PackedCell) -> Part {
+        let (parts, idx) = if by_rows { (1, 0) } else { (threads, tid) };
+        // Unit tiles (whole groups of four) and, in `dh`, columns: the same units when
+        // nothing projects.
+        let (g_lo, g_hi) = split(d.groups, parts, idx);
+        let (t_lo, t_hi) = ((4 * g_lo).min(d.tiles), (4 * g_hi).min(d.tiles));
+        let (q_lo, q_hi) = match cell.projection {
+            Some(_) => split(d.rq / d.u4, parts, idx),
+            None => (g_lo, g_hi),
+        };
+        let u = d.u4 / 4;
+        let (j0, rs) = if by_rows { (tid, threads) } else { (0, 1) };
+        Part {
+            g_lo,
+            g_hi,
+            t_lo,
+            t_hi,
+            u_lo: t_lo * u,
+            u_hi: t_hi * u,
+            q_lo,
+            q_hi,
+            c_lo: (q_lo * d.u4).min(d.r),
+            c_hi: (q_hi * d.u4).min(d.r),
+            j0,
+            rs,
+        }
+    }
+}
+
 impl Dims {
     fn of(cell: &PackedCell, u: usize) -> Self {
         let u4 = 4 * u;
@@ -330,9 +380,19 @@ impl Lstm {
                     dpeep: bb.dpeep.as_mut_ptr(),
                     zeros: bb.zeros.as_ptr(),
                 };
+                // Shared by sequences like the forward (see `Lstm::plan`), except where
+                // the rows' peephole gradients are summed into one vector, or the
+                // projection's gradient needs every unit of a row.
+                let by_rows = cell.peepholes.is_none()
+                    && cell.projection.is_none()
+                    && self
+                        .plan(cell, sched.active.first().copied().unwrap_or(0))
+                        .0;
                 let barrier = SpinBarrier::new(self.threads());
-                let body =
-                    |tid| self.bptt_thread(cell, tape, d, sched, ptrs, final_grad, &barrier, tid);
+                let body = |tid| {
+                    let part = Part::new(&d, self.threads(), tid, by_rows, cell);
+                    self.bptt_thread(cell, tape, d, sched, ptrs, final_grad, &barrier, part)
+                };
                 match self.pool() {
                     Some(pool) => {
                         pool.broadcast(|ctx| body(ctx.index()));
@@ -471,6 +531,7 @@ impl Lstm {
 
     /// Thread `tid`'s share of one direction's backward time loop (see the module doc).
     #[allow(clippy::too_many_arguments)] // the loop's fixed context
+    #[allow(clippy::too_many_arguments)] // the loop's shared state and this thread's part
     fn bptt_thread(
         &self,
         cell: &PackedCell,
@@ -480,28 +541,32 @@ impl Lstm {
         p: LoopPtrs,
         final_grad: Option<&CellState>,
         barrier: &SpinBarrier,
-        tid: usize,
+        part: Part,
     ) {
         let spec = self.weights().spec();
-        let threads = self.threads();
-        let u = self.kernels().unit_tile();
         let (h, hp, r, gw, u4, hq, rq) = (d.h, d.hp, d.r, d.gw, d.u4, d.hq, d.rq);
-        // This thread's unit tiles (whole groups of four) and, in `dh`, its columns: the
-        // same units when nothing projects.
-        let (g_lo, g_hi) = split(d.groups, threads, tid);
-        let (t_lo, t_hi) = ((4 * g_lo).min(d.tiles), (4 * g_hi).min(d.tiles));
-        let (u_lo, u_hi) = (t_lo * u, t_hi * u);
-        let (q_lo, q_hi) = match cell.projection {
-            Some(_) => split(rq / u4, threads, tid),
-            None => (g_lo, g_hi),
-        };
-        let (c_lo, c_hi) = ((q_lo * u4).min(r), (q_hi * u4).min(r));
+        let Part {
+            g_lo,
+            g_hi,
+            t_lo,
+            t_hi,
+            u_lo,
+            u_hi,
+            q_lo,
+            q_hi,
+            c_lo,
+            c_hi,
+            j0,
+            rs,
+        } = part;
         let w_h_t = Panels::packed(&cell.w_h_t, gw, u4);
         let proj_t = cell.proj_t.as_deref().map(|v| Panels::packed(v, r, u4));
         let proj_clip = spec.proj_clip();
         let n_steps = sched.steps();
         for s in (0..n_steps).rev() {
-            let rows = sched.active[s];
+            // This thread's rows j0 + i rs, i < rows (all of them when split by units).
+            let rows = sched.active[s].saturating_sub(j0).div_ceil(rs);
+            let row_of = |i: usize| j0 + i * rs;
             let next = if s + 1 < n_steps {
                 sched.active[s + 1]
             } else {
@@ -515,11 +580,15 @@ impl Lstm {
             // q_lo..q_hi) of dh and dhp, and its tiles' columns of dz and dpeep; it reads
             // other threads' columns (of dz, and of dhp) only after a barrier that
             // follows their writes, and those are not written again before the next
-            // barrier (the next step's dz and dhp are other rows).
+            // barrier (the next step's dz and dhp are other rows). Split by rows
+            // (rs > 1, no peepholes, no projection), it reads and writes only its own
+            // rows j0 + i rs, of every buffer, and no other thread touches them (with no
+            // row of its own at a step, its pointers there are formed with wrapping
+            // arithmetic and the kernels, given 0 rows, read nothing).
             unsafe {
                 // Sequences whose last step is `s` start from the final-state gradient.
                 if let Some(g) = final_grad {
-                    for j in next..rows {
+                    for j in (0..rows).map(row_of).filter(|&j| j >= next) {
                         let b = sched.order[j];
                         std::ptr::copy_nonoverlapping(
                             g.h[b * r + c_lo..b * r + c_hi].as_ptr(),
@@ -537,7 +606,7 @@ impl Lstm {
                 match &proj_t {
                     None => {
                         // dm = output gradient + carried dh (padding units: dh is 0).
-                        for j in 0..rows {
+                        for j in (0..rows).map(row_of) {
                             let src = p.src.add((off + j) * p.src_ld);
                             for x in u_lo..u_hi {
                                 let up = if x < h { *src.add(x) } else { 0.0 };
@@ -582,16 +651,16 @@ impl Lstm {
                 };
                 let raw = BackwardRaw {
                     rows,
-                    gates: tape.gates[off * gw..].as_ptr(),
-                    ld_gates: gw,
-                    c_prev,
-                    ld_c_prev: hp,
-                    dh: p.dm,
-                    ld_dh: hq,
-                    dc: p.dc,
-                    ld_dc: hq,
-                    dz: p.dz.add(off * gw),
-                    ld_dz: gw,
+                    gates: tape.gates.as_ptr().wrapping_add((off + j0) * gw),
+                    ld_gates: gw * rs,
+                    c_prev: c_prev.wrapping_add(j0 * hp),
+                    ld_c_prev: hp * rs,
+                    dh: p.dm.wrapping_add(j0 * hq),
+                    ld_dh: hq * rs,
+                    dc: p.dc.wrapping_add(j0 * hq),
+                    ld_dc: hq * rs,
+                    dz: p.dz.wrapping_add((off + j0) * gw),
+                    ld_dz: gw * rs,
                     peep: cell
                         .peepholes
                         .as_ref()
@@ -601,16 +670,19 @@ impl Lstm {
                     cell_clip: spec.cell_clip().unwrap_or(f32::INFINITY),
                 };
                 self.kernels().backward_tiles_raw(&raw);
-                barrier.wait();
-                // dh carried to step s - 1: dz W_h^T on this thread's panels of dh.
+                if rs == 1 {
+                    barrier.wait();
+                }
+                // dh carried to step s - 1: dz W_h^T on this thread's panels of dh (its
+                // rows' whole dz, all panels, when split by rows).
                 let raw = gemm_raw(
                     rows,
-                    p.dz.add(off * gw),
-                    gw,
+                    p.dz.wrapping_add((off + j0) * gw),
+                    gw * rs,
                     &w_h_t,
                     p.zeros,
-                    p.dh,
-                    rq,
+                    p.dh.wrapping_add(j0 * rq),
+                    rq * rs,
                     q_lo..q_hi,
                 );
                 self.kernels().gemm_tiles_raw(&raw);

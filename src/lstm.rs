@@ -729,7 +729,7 @@ impl Lstm {
     ///
     /// [`LstmOptions`] can force either; the results are the same bits every way (each
     /// sum is the same chain of fmas whoever computes it).
-    fn plan(&self, cell: &PackedCell, batch: usize) -> (bool, bool) {
+    pub(crate) fn plan(&self, cell: &PackedCell, batch: usize) -> (bool, bool) {
         const MIN_ROWS: usize = 32;
         let u = self.kernels.unit_tile();
         let room = l2_bytes() * 3 / 5;
