@@ -11,6 +11,10 @@
 //!    thread's panels of `dh`, which (without a projection) are its own units again, so
 //!    the next step needs no second barrier.
 //!
+//! Where the forward shares its loop by sequences (see `Lstm::plan`) and the cell has
+//! neither peepholes nor a projection, so do these steps: each thread takes every unit
+//! of its own rows, and no barrier is needed at all.
+//!
 //! Everything else waits for the loop and runs as two large products over every real
 //! token at once, on the same GEMM kernel: `[dW_x; dW_h; db] = [X H_prev 1]^T dZ`
 //! (the ones row makes the bias gradient part of the product; `dZ` is copied into

@@ -1,12 +1,15 @@
 //! `Lstm`: weights packed for one set of SIMD kernels and a thread count, and the fast
 //! forward pass over the packed-sequence schedule.
 //!
-//! Per layer and direction: the real tokens are gathered in schedule order, one sgemm
+//! Per layer and direction: the real tokens are gathered in schedule order, one product
 //! makes every step's input projection (bias folded in, columns already in the kernels'
-//! tile order), then the time loop runs the fused step kernel on the active prefix of
-//! rows. Each thread owns the same tiles of hidden units (and so the same panels of
-//! `W_h`) at every step, and the threads meet at one spinning barrier per step (two when
-//! the layer projects). Nothing is allocated and no thread is spawned inside the loop.
+//! tile order; small layers make each step's inside the time loop instead), then the time
+//! loop runs the fused step kernel on the active prefix of rows. When the layer's `W_h`
+//! fits in a core's L2, each thread runs its own sequences through every step and the
+//! threads never wait for each other; otherwise each thread owns the same tiles of hidden
+//! units (and so the same panels of `W_h`) at every step, and the threads meet at one
+//! spinning barrier per step (two when the layer projects); see [`Lstm::plan`]. Nothing is
+//! allocated and no thread is spawned inside the loop.
 
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
@@ -76,7 +79,7 @@ impl std::fmt::Debug for Lstm {
 struct Shared {
     zx: *const f32,
     /// The layer direction's inputs `[total, ld_x]` in schedule order when each step
-    /// computes its own input projection (see [`Lstm::fuse_projection`]); null when one
+    /// computes its own input projection (see [`Lstm::plan`]); null when one
     /// product made every step's `zx` up front.
     x: *const f32,
     ld_x: usize,
