@@ -533,8 +533,7 @@ impl Lstm {
         }
     }
 
-    /// Thread `tid`'s share of one direction's backward time loop (see the module doc).
-    #[allow(clippy::too_many_arguments)] // the loop's fixed context
+    /// One thread's `part` of one direction's backward time loop (see the module doc).
     #[allow(clippy::too_many_arguments)] // the loop's shared state and this thread's part
     fn bptt_thread(
         &self,

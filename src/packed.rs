@@ -1,7 +1,8 @@
 //! Weights repacked once, at load time, into the order the SIMD kernels read.
 
 use lstm_kernels_simd::{
-    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_recurrent_into, Kernels,
+    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_recurrent_into,
+    packed_recurrent_len, Kernels,
 };
 
 use rayon::ThreadPool;
@@ -132,18 +133,20 @@ pub(crate) fn pack_all(
             );
             let w = weights.cell(k);
             let padded = kernels.padded(h);
+            // `[k, 4H]` weights as the kernels' panels, straight into an aligned buffer.
+            let packed = |m: &[f32], k: usize| {
+                let mut v = AlignedVec::zeroed(packed_recurrent_len(k, h, u));
+                pack_recurrent_into(m, k, h, u, &mut v);
+                v
+            };
             PackedCell {
                 hidden: h,
                 padded,
                 recurrent: r,
                 input,
-                w_x_panels: AlignedVec::from_slice(&kernels.pack_recurrent(
-                    w.input_weights(),
-                    input,
-                    h,
-                )),
+                w_x_panels: packed(w.input_weights(), input),
                 bias: pack_gate_columns(w.bias(), 1, h, u),
-                w_h: AlignedVec::from_slice(&kernels.pack_recurrent(w.recurrent_weights(), r, h)),
+                w_h: packed(w.recurrent_weights(), r),
                 w_h_t: AlignedVec::zeroed(transposed_panels_len(r, 4 * padded, 4 * u)),
                 w_x_t: AlignedVec::zeroed(transposed_panels_len(input, 4 * padded, 4 * u)),
                 proj_t: w

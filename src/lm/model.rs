@@ -639,27 +639,26 @@ impl LanguageModel {
         for (lstm, grads) in self.layers.iter_mut().zip(&g.layers) {
             lstm.sgd_step(&grads.weights, alpha)?;
         }
+        let sgd = |w: &mut [f32], d: &[f32]| w.iter_mut().zip(d).for_each(|(w, d)| *w -= alpha * d);
         // The largest tensor (1.3 M weights in the seed's model): its update is split
         // between the model's threads; every element's result is the same.
         let softmax = &mut self.softmax;
-        let update = || {
-            use rayon::prelude::*;
-            softmax
-                .par_chunks_mut(1 << 14)
-                .zip(g.softmax.par_chunks(1 << 14))
-                .for_each(|(w, d)| w.iter_mut().zip(d).for_each(|(w, d)| *w -= alpha * d));
-        };
         match &self.pool {
-            Some(pool) => pool.install(update),
-            None => softmax
-                .iter_mut()
-                .zip(&g.softmax)
-                .for_each(|(w, d)| *w -= alpha * d),
+            Some(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                softmax
+                    .par_chunks_mut(1 << 14)
+                    .zip(g.softmax.par_chunks(1 << 14))
+                    .for_each(|(w, d)| sgd(w, d));
+            }),
+            None => sgd(softmax, &g.softmax),
         }
         let e = self.embed;
         for (&id, d) in g.ids.iter().zip(g.d_embedded().chunks_exact(e)) {
-            let row = &mut self.embedding[id as usize * e..(id as usize + 1) * e];
-            row.iter_mut().zip(d).for_each(|(w, d)| *w -= alpha * d);
+            sgd(
+                &mut self.embedding[id as usize * e..(id as usize + 1) * e],
+                d,
+            );
         }
         Ok(norm)
     }
