@@ -14,14 +14,14 @@
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 
-use lstm_kernels_simd::{Isa, Kernels, StepRaw};
+use lstm_kernels_simd::{InputPart, Isa, Kernels, StepRaw};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::barrier::SpinBarrier;
 use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, Workspace};
 use crate::packed::{pack_all, repack_into, PackedCell};
-use crate::panel_gemm::{gemm_raw, Panels};
+use crate::panel_gemm::Panels;
 use crate::reference::row_index;
 use crate::schedule::Schedule;
 use crate::train::TrainReserve;
@@ -565,35 +565,33 @@ impl Lstm {
                 (m_rows, hp)
             };
             let zx_rows = p.zx.wrapping_add(sched.offset[s] * gw);
-            if !p.x.is_null() {
+            // With the projection in the time loop, the kernel sums `bias + x W_x + h W_h`
+            // in one k loop (the same chain as projecting first).
+            let (input, zx, ld_zx) = if p.x.is_null() {
+                (None, zx_rows.wrapping_add(j0 * gw), gw * rs)
+            } else {
                 let u4 = 4 * u;
-                let w_x = Panels::packed(&cell.w_x_panels, cell.input, u4);
-                let proj = gemm_raw(
-                    rows,
-                    p.x.wrapping_add((sched.offset[s] + j0) * p.ld_x),
-                    p.ld_x * rs,
-                    &w_x,
-                    cell.bias.as_ptr(),
-                    zx_rows.wrapping_add(j0 * gw).cast_mut(),
-                    gw * rs,
-                    t_lo..t_hi,
-                );
-                // SAFETY: this step's rows of `x` (rows x input) and of `zx` (rows x gw)
-                // lie inside their buffers, grown to `total` rows; the bias has `gw`
-                // floats; this thread writes only its own part of `zx`, which only its own
-                // step kernel reads, below.
-                unsafe { self.kernels.gemm_tiles_raw(&proj) };
-            }
+                let part = InputPart {
+                    kx: cell.input,
+                    x: p.x.wrapping_add((sched.offset[s] + j0) * p.ld_x),
+                    ld_x: p.ld_x * rs,
+                    w: cell.w_x_panels.as_ptr(),
+                    ld_w: u4,
+                    w_panel: cell.input * u4,
+                };
+                (Some(part), cell.bias.as_ptr(), 0)
+            };
             let raw = StepRaw {
                 rows,
                 k: r,
+                input,
                 h_prev: h_prev.wrapping_add(j0 * ld_h_prev),
                 ld_h_prev: ld_h_prev * rs,
                 w: cell.w_h.as_ptr(),
                 ld_w: 4 * u,
                 w_panel: r * 4 * u,
-                zx: zx_rows.wrapping_add(j0 * gw),
-                ld_zx: gw * rs,
+                zx,
+                ld_zx,
                 peep: cell
                     .peepholes
                     .as_ref()
@@ -720,20 +718,26 @@ impl Lstm {
     /// spent there at 2 threads); each thread reads all of `W_h` instead of its half, from
     /// its own L2.
     ///
-    /// `fuse`: each step computes its own input projection (each thread its own part,
-    /// just before its step kernel) instead of one product for every step up front, when
-    /// a thread's part of `W_x` and `W_h` fits in its L2 with room to spare and the batch
-    /// has `MIN_ROWS` or more: the weights stay in L2 across steps, and each step's `zx`
-    /// goes from the projection to the step kernel through L1/L2 instead of through the
-    /// last-level cache. With fewer rows per step, one product over every step's rows
-    /// runs the kernel in full row blocks instead. Measured at 2 threads, 5 alternating
-    /// runs: `seed-ptb` forward 5.33 -> 5.03 ms; `infer-b8-h256-t100` (8 rows) 1% slower
-    /// fused, hence the row floor.
+    /// `fuse`: each step computes its own input projection inside the step kernel's `k`
+    /// loop ([`InputPart`]: `bias + x W_x + h W_h` in one pass, each thread for its own
+    /// part) instead of one product for every step up front, when each thread has
+    /// `FUSE_ROWS` rows or more per step, or when its part of `W_x` and `W_h` fits in its
+    /// L2 with room to spare and the batch has `MIN_ROWS` or more. The `4H`-wide sums
+    /// then never go through memory (up front, `seed-ptb`'s first layer writes 4.9 MB of
+    /// them and reads them back from L3), and each tile's panel, fetched once per step
+    /// even from L3, serves 4 or more row blocks. With fewer rows, one product over
+    /// every step's rows runs the kernel in full row blocks instead. Measured at 2
+    /// threads, 2 alternations of three binaries: `seed-ptb` forward 5.61 ms (projection
+    /// up front for layer 1, a separate per-step product for layer 2) -> 5.28 (layer 2
+    /// in the k loop) -> 4.99 (both layers); `infer-b64-h1024` within noise;
+    /// `infer-b8-h256-t100` (8 rows) 10% slower fused, `infer-b1-h512` 2.7 times slower:
+    /// hence the row floors.
     ///
     /// [`LstmOptions`] can force either; the results are the same bits every way (each
     /// sum is the same chain of fmas whoever computes it).
     pub(crate) fn plan(&self, cell: &PackedCell, batch: usize) -> (bool, bool) {
         const MIN_ROWS: usize = 32;
+        const FUSE_ROWS: usize = 24;
         let u = self.kernels.unit_tile();
         let room = l2_bytes() * 3 / 5;
         let panel_bytes = |tiles: usize, k: usize| tiles * k * 4 * u * std::mem::size_of::<f32>();
@@ -748,9 +752,13 @@ impl Lstm {
         } else {
             tiles.div_ceil(self.threads)
         };
+        let rows_each = if by_rows { batch / self.threads } else { batch };
         let fuse = match self.step_projection {
             Some(forced) => forced,
-            None => batch >= MIN_ROWS && panel_bytes(mine, cell.input + cell.recurrent) <= room,
+            None => {
+                rows_each >= FUSE_ROWS
+                    || (batch >= MIN_ROWS && panel_bytes(mine, cell.input + cell.recurrent) <= room)
+            }
         };
         (by_rows, fuse)
     }

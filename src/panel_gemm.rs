@@ -59,6 +59,7 @@ pub(crate) fn gemm_raw(
     StepRaw {
         rows,
         k: b.k,
+        input: None,
         h_prev: a,
         ld_h_prev: lda,
         w: b.data.as_ptr(),

@@ -70,6 +70,7 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool, gemm: boo
                 let raw = StepRaw {
                     rows,
                     k,
+                    input: None,
                     h_prev: h_prev.as_ptr(),
                     ld_h_prev: k,
                     w: w.as_ptr(),

@@ -7,7 +7,8 @@
 //! stored, never the `4U` gate sums.
 //!
 //! Determinism: every gate sum is one chain
-//! `acc = zx; for kk in 0..K { acc = fma(h[kk], w[kk], acc) }`, whatever the
+//! `acc = zx; for kk in 0..K { acc = fma(h[kk], w[kk], acc) }` (preceded, with
+//! an [`InputPart`], by the same chain over `x` and `W_x`), whatever the
 //! block shape, the number of rows or the tile range. The block shape only
 //! decides how many such chains run side by side, never their order, so a
 //! result does not depend on how rows or tiles are split between calls or
@@ -69,11 +70,15 @@ impl StepParams {
 /// - `peep`: the output of [`crate::pack_peepholes`] (`tiles * 3U`);
 /// - `c` (in: `c_prev`, out: new `c`) and `h_out`: `rows x tiles*U`.
 ///
+/// - `input` (optional): a first part of the same product, `x · W_x` (see
+///   [`InputPart`]), summed before `h_prev · W`.
+///
 /// The kernel reads and writes whole tiles, padding units included.
 #[derive(Clone, Debug)]
 pub struct StepRaw {
     pub rows: usize,
     pub k: usize,
+    pub input: Option<InputPart>,
     pub h_prev: *const f32,
     pub ld_h_prev: usize,
     pub w: *const f32,
@@ -92,6 +97,26 @@ pub struct StepRaw {
     pub forget_bias: f32,
     /// `+inf` for no clip. Must not be NaN or negative.
     pub cell_clip: f32,
+}
+
+/// The input projection of a step, run in the same `k` loop as the recurrent
+/// product: the gate sums become `zx + x W_x + h_prev W` (`zx` then usually the
+/// bias, `ld_zx = 0`), with the `kx` rows of `W_x` first. That is the very chain
+/// that a separate projection into `zx` followed by the step computes, so the
+/// bits are the same, without the round trip of the `4U`-wide sums through
+/// memory and with one long `k` loop instead of two short ones.
+///
+/// Layouts as [`StepRaw`]'s `h_prev` and `w`: `x` is `rows x kx` (row stride
+/// `ld_x`), tile `t`'s panel of `W_x` starts at `t * w_panel`, its row `kk` at
+/// `t * w_panel + kk * ld_w`.
+#[derive(Clone, Copy, Debug)]
+pub struct InputPart {
+    pub kx: usize,
+    pub x: *const f32,
+    pub ld_x: usize,
+    pub w: *const f32,
+    pub ld_w: usize,
+    pub w_panel: usize,
 }
 
 /// Raw arguments of one backward step (see [`crate::Kernels::backward_tiles`]
@@ -177,9 +202,8 @@ pub(crate) unsafe fn sums<
     unsafe {
         let zero = V::splat(0.0);
         let mut acc = [zero; M];
-        let mut wp = [a.w; T];
+        let wp: [*const f32; T] = std::array::from_fn(|t| a.w.wrapping_add((t0 + t) * a.w_panel));
         for t in 0..T {
-            wp[t] = a.w.add((t0 + t) * a.w_panel);
             for r in 0..R {
                 let z = a.zx.add((r0 + r) * a.ld_zx + (t0 + t) * u4);
                 for j in 0..W {
@@ -208,22 +232,62 @@ pub(crate) unsafe fn sums<
                 }
             }
         }
-        let mut hp = [a.h_prev; R];
-        for (r, p) in hp.iter_mut().enumerate() {
-            *p = a.h_prev.add((r0 + r) * a.ld_h_prev);
+        let hp: [*const f32; R] = std::array::from_fn(|r| a.h_prev.add((r0 + r) * a.ld_h_prev));
+        // Past its end, each part's prefetch runs on into the panel rows that come
+        // next: the recurrent part's after the input part's, and the first part's
+        // again after the last (the next row block of these tiles starts there, and a
+        // panel larger than L1 has lost them).
+        // One loop body for both parts: two inlined copies of the k loop made LLVM
+        // keep accumulators and row pointers on the stack.
+        let mut parts = [(hp, wp, a.ld_w, a.k); 2];
+        let mut first = 1;
+        if let Some(p) = a.input.as_ref() {
+            let xp: [*const f32; R] = std::array::from_fn(|r| p.x.add((r0 + r) * p.ld_x));
+            let wxp: [*const f32; T] =
+                std::array::from_fn(|t| p.w.wrapping_add((t0 + t) * p.w_panel));
+            parts[0] = (xp, wxp, p.ld_w, p.kx);
+            first = 0;
         }
-        for kk in 0..a.k {
+        for &(rows, w, ld_w, k) in &parts[first..] {
+            k_loop::<V, W, R, T, M>(&mut acc, &rows, &w, ld_w, k);
+        }
+        *out = acc;
+    }
+}
+
+/// `acc[r, t, j] += sum over kk < k of a[r][kk] * w[t][kk * ld_w + j * LANES]`, in
+/// `kk` order.
+///
+/// # Safety
+/// The [`Vector`] contract; `a[r]` valid for `k` reads, `w[t]` for `k` panel
+/// rows of `W` vectors.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices address several arrays at once
+unsafe fn k_loop<V: Vector, const W: usize, const R: usize, const T: usize, const M: usize>(
+    acc: &mut [V; M],
+    a: &[*const f32; R],
+    w: &[*const f32; T],
+    ld_w: usize,
+    k: usize,
+) {
+    let l = V::LANES;
+    let u4 = W * l;
+    let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
+    // SAFETY: reads stay inside the caller's ranges (kk < k); prefetches may point
+    // anywhere (wrapping arithmetic, never dereferenced).
+    unsafe {
+        for kk in 0..k {
             // Broadcasts first, then one weight vector at a time feeding
             // every row: R + 1 live registers besides the accumulators
             // (16 in all for AVX2 with R = 3), so nothing spills.
-            let mut hb = [zero; R];
+            let mut hb = [V::splat(0.0); R];
             for r in 0..R {
-                hb[r] = V::splat(*hp[r].add(kk));
+                hb[r] = V::splat(*a[r].add(kk));
             }
             // The panel streams from L2 when it outgrows L1 (k > 256 or
             // so); the hardware prefetcher alone lags behind.
             for t in 0..T {
-                let ahead = wp[t].wrapping_add((kk + PREFETCH_ROWS) * a.ld_w);
+                let ahead = w[t].wrapping_add((kk + PREFETCH_ROWS) * ld_w);
                 let mut b = 0;
                 while b < u4 {
                     V::prefetch(ahead.wrapping_add(b));
@@ -232,14 +296,13 @@ pub(crate) unsafe fn sums<
             }
             for t in 0..T {
                 for j in 0..W {
-                    let w = V::load(wp[t].add(kk * a.ld_w + j * l));
+                    let wv = V::load(w[t].add(kk * ld_w + j * l));
                     for r in 0..R {
-                        acc[at(r, t, j)] = V::fma(hb[r], w, acc[at(r, t, j)]);
+                        acc[at(r, t, j)] = V::fma(hb[r], wv, acc[at(r, t, j)]);
                     }
                 }
             }
         }
-        *out = acc;
     }
 }
 

@@ -415,6 +415,7 @@ impl Kernels {
         let raw = StepRaw {
             rows,
             k,
+            input: None,
             h_prev: h_prev.as_ptr(),
             ld_h_prev: k,
             w: w_packed.as_ptr(),
@@ -446,10 +447,12 @@ impl Kernels {
     /// # Safety
     /// - every pointer is valid for the whole region its layout in
     ///   [`StepRaw`] describes for `rows` rows, the layer's full tile width,
-    ///   `k` panel rows, and the tiles `a.tiles`;
+    ///   `k` panel rows, and the tiles `a.tiles` (with `a.input`, its `x` and
+    ///   `w` likewise for `kx` columns and panel rows);
     /// - for the duration of the call, nothing else reads or writes the
     ///   columns of `a.tiles` in `c`, `h_out` and `gates`, and no output
-    ///   region overlaps an input (`h_prev`, `w`, `zx`, `peep`);
+    ///   region overlaps an input (`h_prev`, `w`, `zx`, `peep`, the input
+    ///   part's `x` and `w`);
     /// - `a.cell_clip` is `>= 0` (`+inf` for none) and not NaN.
     pub unsafe fn step_tiles_raw(&self, a: &StepRaw) {
         if a.rows == 0 || a.tiles.is_empty() {

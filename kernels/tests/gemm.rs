@@ -40,6 +40,7 @@ fn run(
             let a = StepRaw {
                 rows: n,
                 k,
+                input: None,
                 h_prev: x[r0 * k..].as_ptr(),
                 ld_h_prev: k,
                 w: panels.as_ptr(),
@@ -155,6 +156,7 @@ fn panel_product(
         let raw = StepRaw {
             rows: n,
             k,
+            input: None,
             h_prev: a[r0 * k..].as_ptr(),
             ld_h_prev: k,
             w: w.as_ptr(),

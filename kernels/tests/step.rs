@@ -6,9 +6,11 @@
 mod common;
 
 use common::{all_kernels, bits_eq, scalar, sigmoid64, Rng};
+use std::ptr::NonNull;
+
 use lstm_kernels_simd::{
     bounds, pack_gate_columns, pack_peepholes, pack_recurrent, pad_units, unpack_gate_columns,
-    unpad_units, Kernels, StepParams,
+    unpad_units, InputPart, Kernels, StepParams, StepRaw,
 };
 
 const EPS: f64 = 1.0 / (1u64 << 24) as f64; // unit roundoff of f32
@@ -544,5 +546,140 @@ fn zero_rows_or_empty_range_is_a_no_op() {
             None,
         );
         assert!(c.iter().chain(&m).all(|&v| v == 7.0));
+    }
+}
+
+/// `(x [rows, kx], kx, W_x packed, bias packed)`.
+type Projection<'a> = (&'a [f32], usize, &'a [f32], &'a [f32]);
+
+/// The raw step of `cs` over all rows and the tiles `tiles`, with its gate sums
+/// made either from `zx` as given or as `bias + x W_x` in the kernel's k loop
+/// (`input`); the results land in `p`.
+fn run_raw(
+    kern: &Kernels,
+    cs: &Case,
+    p: &mut Packed,
+    input: Option<Projection<'_>>,
+    tiles: std::ops::Range<usize>,
+) {
+    let u = kern.unit_tile();
+    let nt = kern.tiles(cs.h);
+    let (w1, w4) = (nt * u, nt * 4 * u);
+    let (part, zx, ld_zx) = match input {
+        Some((x, kx, wx, bias)) => (
+            Some(InputPart {
+                kx,
+                x: x.as_ptr(),
+                ld_x: kx,
+                w: wx.as_ptr(),
+                ld_w: 4 * u,
+                w_panel: kx * 4 * u,
+            }),
+            bias.as_ptr(),
+            0,
+        ),
+        None => (None, p.zx.as_ptr(), w4),
+    };
+    let raw = StepRaw {
+        rows: cs.rows,
+        k: cs.k,
+        input: part,
+        h_prev: cs.h_prev.as_ptr(),
+        ld_h_prev: cs.k,
+        w: p.w.as_ptr(),
+        ld_w: 4 * u,
+        w_panel: cs.k * 4 * u,
+        zx,
+        ld_zx,
+        peep: p.peep.as_deref().map(|v| NonNull::from(v).cast()),
+        c: p.c.as_mut_ptr(),
+        ld_c: w1,
+        h_out: p.m.as_mut_ptr(),
+        ld_h_out: w1,
+        gates: Some(NonNull::from(&mut p.gates[..]).cast()),
+        ld_gates: w4,
+        tiles,
+        forget_bias: cs.params.forget_bias,
+        cell_clip: cs.params.cell_clip.unwrap_or(f32::INFINITY),
+    };
+    // SAFETY: every buffer holds the rows x full tile width of its layout (made by
+    // `pack` and above), the panels cover k (kx) rows of every tile; the outputs are
+    // distinct from the inputs.
+    unsafe { kern.step_tiles_raw(&raw) };
+}
+
+#[test]
+fn input_part_in_the_k_loop_equals_projecting_first() {
+    let mut rng = Rng::new(77);
+    for kern in all_kernels() {
+        let u = kern.unit_tile();
+        for &(rows, kx, k, h, peep, clip) in &[
+            (1, 3, 5, 7, false, false),
+            (7, 40, 24, 33, true, true),
+            (13, 64, 17, 16, false, true),
+            (30, 9, 64, 48, true, false),
+        ] {
+            let mut cs = Case::new(&mut rng, rows, k, h, peep, clip);
+            let x = rng.vec(rows * kx, -1.0, 1.0);
+            let wx = rng.vec(kx * 4 * h, -0.3, 0.3);
+            let bias = rng.vec(4 * h, -0.5, 0.5);
+            let (wx_p, bias_p) = (
+                pack_recurrent(&wx, kx, h, u),
+                pack_gate_columns(&bias, 1, h, u),
+            );
+            // Projecting first: zx = bias + x W_x, by the GEMM kernel.
+            let nt = kern.tiles(h);
+            let mut zx = vec![f32::NAN; rows * nt * 4 * u];
+            let proj = StepRaw {
+                rows,
+                k: kx,
+                input: None,
+                h_prev: x.as_ptr(),
+                ld_h_prev: kx,
+                w: wx_p.as_ptr(),
+                ld_w: 4 * u,
+                w_panel: kx * 4 * u,
+                zx: bias_p.as_ptr(),
+                ld_zx: 0,
+                peep: None,
+                c: std::ptr::null_mut(),
+                ld_c: 0,
+                h_out: zx.as_mut_ptr(),
+                ld_h_out: nt * 4 * u,
+                gates: None,
+                ld_gates: 0,
+                tiles: 0..nt,
+                forget_bias: 0.0,
+                cell_clip: f32::INFINITY,
+            };
+            // SAFETY: x is rows x kx, the panels cover kx rows of every tile, the bias
+            // one row of every tile, zx rows x the full tile width.
+            unsafe { kern.gemm_tiles_raw(&proj) };
+            cs.zx = unpack_gate_columns(&zx, rows, h, u);
+            let mut first = pack(&kern, &cs);
+            run_raw(&kern, &cs, &mut first, None, 0..nt);
+            let first = unpack(&kern, &cs, &first);
+            // In the k loop, whole and split into tile ranges.
+            for split in [nt, 1, 2] {
+                let mut fused = pack(&kern, &cs);
+                let mut t0 = 0;
+                while t0 < nt {
+                    let t1 = (t0 + split).min(nt);
+                    run_raw(
+                        &kern,
+                        &cs,
+                        &mut fused,
+                        Some((&x, kx, &wx_p, &bias_p)),
+                        t0..t1,
+                    );
+                    t0 = t1;
+                }
+                let fused = unpack(&kern, &cs, &fused);
+                let ctx = format!("{:?} {rows}x{kx}+{k}x{h} split {split}", kern.isa());
+                assert!(bits_eq(&fused.c, &first.c), "c: {ctx}");
+                assert!(bits_eq(&fused.m, &first.m), "m: {ctx}");
+                assert!(bits_eq(&fused.gates, &first.gates), "gates: {ctx}");
+            }
+        }
     }
 }
