@@ -23,7 +23,7 @@
 
 use std::ptr::NonNull;
 
-use lstm_kernels_simd::BackwardRaw;
+use lstm_kernels_simd::{BackwardRaw, DzPanels};
 use rayon::prelude::*;
 
 use crate::aligned::AlignedVec;
@@ -170,6 +170,8 @@ struct LoopPtrs {
     dh: *mut f32,
     dhp: *mut f32,
     dz: *mut f32,
+    /// `dz` again as panels `[tiles][total][4U]` (see [`DzPanels`]).
+    dz_panels: *mut f32,
     dpeep: *mut f32,
     zeros: *const f32,
 }
@@ -381,6 +383,7 @@ impl Lstm {
                     dh: bb.dh.as_mut_ptr(),
                     dhp: bb.dhp.as_mut_ptr(),
                     dz: bb.dz.as_mut_ptr(),
+                    dz_panels: bb.dz_panels.as_mut_ptr(),
                     dpeep: bb.dpeep.as_mut_ptr(),
                     zeros: bb.zeros.as_ptr(),
                 };
@@ -443,33 +446,17 @@ impl Lstm {
                 let rows = in_w + r + 1;
                 let at = &mut bb.at[..rows * total];
                 let dz = &bb.dz[..total * gw];
-                let dzp = &mut bb.dz_panels[..total * gw];
-                let u4 = d.u4;
                 let mut prepare = || {
-                    rayon::join(
-                        || {
-                            at.par_chunks_mut(AT_ROWS * total)
-                                .enumerate()
-                                .for_each(|(i, chunk)| operand.fill(i * AT_ROWS, chunk));
-                        },
-                        || {
-                            dzp.par_chunks_mut(total * u4)
-                                .enumerate()
-                                .for_each(|(p, panel)| {
-                                    for (dst, row) in
-                                        panel.chunks_exact_mut(u4).zip(dz.chunks_exact(gw))
-                                    {
-                                        dst.copy_from_slice(&row[p * u4..(p + 1) * u4]);
-                                    }
-                                });
-                        },
-                    )
+                    at.par_chunks_mut(AT_ROWS * total)
+                        .enumerate()
+                        .for_each(|(i, chunk)| operand.fill(i * AT_ROWS, chunk));
                 };
                 match self.pool() {
                     Some(pool) => pool.install(prepare),
                     None => prepare(),
                 };
-                let b = Panels::packed(dzp, total, u4);
+                // dZ as panels, written by the time loop's kernel next to `dz`.
+                let b = Panels::packed(&bb.dz_panels[..total * gw], total, d.u4);
                 self.panel_gemm(rows, at, total, b, &bb.zeros, &mut bb.dw, gw);
                 // dX = dZ W_x^T.
                 let w_x_t = Panels::packed(&cell.w_x_t, gw, d.u4);
@@ -664,6 +651,13 @@ impl Lstm {
                     ld_dc: hq * rs,
                     dz: p.dz.wrapping_add((off + j0) * gw),
                     ld_dz: gw * rs,
+                    dz_panels: NonNull::new(p.dz_panels.wrapping_add((off + j0) * u4)).map(|at| {
+                        DzPanels {
+                            at,
+                            ld: u4 * rs,
+                            panel: sched.total() * u4,
+                        }
+                    }),
                     peep: cell
                         .peepholes
                         .as_ref()

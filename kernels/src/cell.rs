@@ -122,7 +122,8 @@ pub struct InputPart {
 /// Raw arguments of one backward step (see [`crate::Kernels::backward_tiles`]
 /// for the meaning); the layouts are those of [`StepRaw`]: `gates` and `dz`
 /// are `rows x tiles*4U`, `c_prev`, `dh`, `dc` are `rows x tiles*U`,
-/// `peep` and `dpeep` are `tiles * 3U`.
+/// `peep` and `dpeep` are `tiles * 3U`. `dz_panels`, when set, receives a second
+/// copy of `dz` laid out as panels (see [`DzPanels`]).
 #[derive(Clone, Debug)]
 pub struct BackwardRaw {
     pub rows: usize,
@@ -136,10 +137,24 @@ pub struct BackwardRaw {
     pub ld_dc: usize,
     pub dz: *mut f32,
     pub ld_dz: usize,
+    pub dz_panels: Option<DzPanels>,
     pub peep: Option<NonNull<f32>>,
     pub dpeep: Option<NonNull<f32>>,
     pub tiles: Range<usize>,
     pub cell_clip: f32,
+}
+
+/// Where the backward kernel writes its second copy of the gate gradients: row
+/// `r`'s `4U` values of tile `t` at `at + r * ld + t * panel`. With `ld = 4U`
+/// and `panel = rows_total * 4U` that is the panel layout the weight-gradient
+/// product reads as its B operand (`[tiles][rows][4U]`), which the row-major
+/// `dz`, `gw` floats per row, is not; writing both at once saves a pass that
+/// reads all of `dz` again.
+#[derive(Clone, Copy, Debug)]
+pub struct DzPanels {
+    pub at: NonNull<f32>,
+    pub ld: usize,
+    pub panel: usize,
 }
 
 // SAFETY: the structs are plain descriptions of memory; nothing is read or
@@ -626,6 +641,13 @@ pub(crate) unsafe fn backward<V: Vector, const W: usize>(a: &BackwardRaw) {
                     dz_j.store(dzp.add(u));
                     da_f.store(dzp.add(2 * u));
                     da_o.store(dzp.add(3 * u));
+                    if let Some(p) = a.dz_panels {
+                        let q = p.at.as_ptr().add(row * p.ld + tile * p.panel + v * l);
+                        da_i.store(q);
+                        dz_j.store(q.add(u));
+                        da_f.store(q.add(2 * u));
+                        da_o.store(q.add(3 * u));
+                    }
                     dc_prev.store(dcp);
                     dpi = V::fma(da_i, c_prev, dpi);
                     dpf = V::fma(da_f, c_prev, dpf);

@@ -555,6 +555,7 @@ impl Kernels {
             ld_dc: w1,
             dz: dz.as_mut_ptr(),
             ld_dz: w4,
+            dz_panels: None,
             peep: peep.map(|p| NonNull::from(p).cast()),
             dpeep: dpeep.map(|p| NonNull::from(p).cast()),
             tiles: tile_range,
@@ -569,8 +570,9 @@ impl Kernels {
     ///
     /// # Safety
     /// As [`Kernels::step_tiles_raw`], for the layouts of [`BackwardRaw`]:
-    /// valid regions, the columns of `a.tiles` in `dc`, `dz` and `dpeep`
-    /// written by nobody else meanwhile, outputs disjoint from inputs,
+    /// valid regions, the columns of `a.tiles` in `dc`, `dz`, `dpeep` (and
+    /// the tiles' places in `dz_panels`) written by nobody else meanwhile,
+    /// outputs disjoint from inputs,
     /// `a.cell_clip >= 0` and not NaN.
     pub unsafe fn backward_tiles_raw(&self, a: &BackwardRaw) {
         if a.rows == 0 || a.tiles.is_empty() {

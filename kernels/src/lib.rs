@@ -69,7 +69,7 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-pub use cell::{BackwardRaw, InputPart, StepParams, StepRaw};
+pub use cell::{BackwardRaw, DzPanels, InputPart, StepParams, StepRaw};
 pub use dispatch::{available_isas, resolve_isa, DetectError, Isa, Kernels, ISA_ENV};
 pub use pack::{
     pack_gate_columns, pack_gate_columns_into, pack_panels, pack_panels_into, pack_peepholes,

@@ -5,9 +5,11 @@
 mod common;
 
 use common::{all_kernels, bits_eq, scalar, sigmoid64, Rng};
+use std::ptr::NonNull;
+
 use lstm_kernels_simd::{
     pack_gate_columns, pack_peepholes, pad_units, unpack_gate_columns, unpack_peepholes,
-    unpad_units, Kernels, StepParams,
+    unpad_units, BackwardRaw, DzPanels, Kernels, StepParams,
 };
 
 const EPS: f64 = 1.0 / (1u64 << 24) as f64;
@@ -401,4 +403,71 @@ fn dpeep_without_peep_panics() {
         0..1,
         &StepParams::default(),
     );
+}
+
+#[test]
+fn dz_panels_hold_the_same_gradients_as_panels() {
+    let mut rng = Rng::new(31);
+    for kern in all_kernels() {
+        let u = kern.unit_tile();
+        for &(rows, h, peep, clip) in &[
+            (1, 5, false, false),
+            (7, 33, true, true),
+            (12, 40, false, true),
+        ] {
+            let cs = Case::new(&mut rng, rows, h, peep, clip);
+            let want = run(&kern, &cs);
+            let nt = kern.tiles(h);
+            let (w1, w4) = (nt * u, nt * 4 * u);
+            let gates = pack_gate_columns(&cs.gates, rows, h, u);
+            let c_prev = pad_units(&cs.c_prev, rows, h, u);
+            let dh = pad_units(&cs.dh, rows, h, u);
+            let mut dc = pad_units(&cs.dc, rows, h, u);
+            let mut dz = vec![f32::NAN; rows * w4];
+            let mut panels = vec![f32::NAN; rows * w4];
+            let peep_p = cs
+                .peep
+                .as_ref()
+                .map(|[i, f, o]| pack_peepholes(i, f, o, h, u));
+            let [a, b, c] = &cs.dpeep0;
+            let mut dpeep = peep_p.as_ref().map(|_| pack_peepholes(a, b, c, h, u));
+            let raw = BackwardRaw {
+                rows,
+                gates: gates.as_ptr(),
+                ld_gates: w4,
+                c_prev: c_prev.as_ptr(),
+                ld_c_prev: w1,
+                dh: dh.as_ptr(),
+                ld_dh: w1,
+                dc: dc.as_mut_ptr(),
+                ld_dc: w1,
+                dz: dz.as_mut_ptr(),
+                ld_dz: w4,
+                dz_panels: Some(DzPanels {
+                    at: NonNull::from(&mut panels[..]).cast(),
+                    ld: 4 * u,
+                    panel: rows * 4 * u,
+                }),
+                peep: peep_p.as_deref().map(|p| NonNull::from(p).cast()),
+                dpeep: dpeep.as_deref_mut().map(|p| NonNull::from(p).cast()),
+                tiles: 0..nt,
+                cell_clip: cs.params.cell_clip.unwrap_or(f32::INFINITY),
+            };
+            // SAFETY: every buffer holds rows x the full tile width of its layout, the
+            // panels rows x 4U per tile; outputs are distinct from inputs.
+            unsafe { kern.backward_tiles_raw(&raw) };
+            let ctx = format!("{:?} {rows}x{h}", kern.isa());
+            assert!(
+                bits_eq(&unpack_gate_columns(&dz, rows, h, u), &want.dz),
+                "dz: {ctx}"
+            );
+            for t in 0..nt {
+                for row in 0..rows {
+                    let p = &panels[t * rows * 4 * u + row * 4 * u..][..4 * u];
+                    let d = &dz[row * w4 + t * 4 * u..][..4 * u];
+                    assert!(bits_eq(p, d), "panel {t} row {row}: {ctx}");
+                }
+            }
+        }
+    }
 }
