@@ -720,18 +720,19 @@ impl Lstm {
     ///
     /// `fuse`: each step computes its own input projection inside the step kernel's `k`
     /// loop ([`InputPart`]: `bias + x W_x + h W_h` in one pass, each thread for its own
-    /// part) instead of one product for every step up front, when each thread has
-    /// `FUSE_ROWS` rows or more per step, or when its part of `W_x` and `W_h` fits in its
-    /// L2 with room to spare and the batch has `MIN_ROWS` or more. The `4H`-wide sums
-    /// then never go through memory (up front, `seed-ptb`'s first layer writes 4.9 MB of
-    /// them and reads them back from L3), and each tile's panel, fetched once per step
-    /// even from L3, serves 4 or more row blocks. With fewer rows, one product over
-    /// every step's rows runs the kernel in full row blocks instead. Measured at 2
-    /// threads, 2 alternations of three binaries: `seed-ptb` forward 5.61 ms (projection
-    /// up front for layer 1, a separate per-step product for layer 2) -> 5.28 (layer 2
-    /// in the k loop) -> 4.99 (both layers); `infer-b64-h1024` within noise;
-    /// `infer-b8-h256-t100` (8 rows) 10% slower fused, `infer-b1-h512` 2.7 times slower:
-    /// hence the row floors.
+    /// part) instead of one product for every step up front, when a thread's part of
+    /// `W_x` and `W_h` fits in its L2 and it has `FUSE_ROWS` rows or more per step, or
+    /// when that part fits with room to spare and the batch has `MIN_ROWS` or more. The
+    /// `4H`-wide sums then never go through memory (up front, `seed-ptb`'s first layer
+    /// writes 4.9 MB of them and reads them back from L3), and each tile's panel serves
+    /// 4 or more row blocks per step. With fewer rows, one product over every step's
+    /// rows runs the kernel in full row blocks instead; with weights far larger than L2,
+    /// fused steps would stream `W_x` from L3 at every step where the product up front
+    /// streams it once. Measured, 2 alternations of three binaries at 2 threads:
+    /// `seed-ptb` forward 5.61 ms (projection up front for layer 1, a separate per-step
+    /// product for layer 2) -> 5.28 (layer 2 in the k loop) -> 4.99 (both layers);
+    /// `infer-b8-h256-t100` (8 rows) 10% slower fused, `infer-b1-h512` 2.7 times slower;
+    /// at 1 thread `infer-b64-h1024` (32 MB of weights) 5-9% slower fused.
     ///
     /// [`LstmOptions`] can force either; the results are the same bits every way (each
     /// sum is the same chain of fmas whoever computes it).
@@ -753,11 +754,12 @@ impl Lstm {
             tiles.div_ceil(self.threads)
         };
         let rows_each = if by_rows { batch / self.threads } else { batch };
+        let part = panel_bytes(mine, cell.input + cell.recurrent);
         let fuse = match self.step_projection {
             Some(forced) => forced,
             None => {
-                rows_each >= FUSE_ROWS
-                    || (batch >= MIN_ROWS && panel_bytes(mine, cell.input + cell.recurrent) <= room)
+                (rows_each >= FUSE_ROWS && part <= l2_bytes())
+                    || (batch >= MIN_ROWS && part <= room)
             }
         };
         (by_rows, fuse)
