@@ -9,6 +9,10 @@ with 2-3 repeated `--rounds` times. A peer's time is the median of its rounds' m
 crate's the median of its runs' medians (with two runs: their mean);
 the spread between its runs is shown so a noisy machine is visible.
 
+`--sgemm` adds, for every forward shape (the language model aside), one run of
+sgemm_ceiling.py after the peers: the GFLOP/s that bare OpenBLAS sgemm calls reach on the
+same matrix products, and the crate's GFLOP/s as a percentage of it.
+
 `--crate-json FILE` (and `--peers-json FILE`) read pre-recorded JSON lines instead of
 running cargo (peers.py); with both, nothing is run and only the table is built.
 """
@@ -28,6 +32,7 @@ import shapes as suite  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 PEERS = ("pytorch-dense", "pytorch-packed", "onnxruntime", "tensorflow")
+SGEMM = "openblas-sgemm"
 DEFAULT_CRATE_CMD = "cargo run --release --example bench --"
 DEFAULT_BUILD_CMD = "cargo build --release --example bench"
 
@@ -62,6 +67,9 @@ def parse_args(argv=None):
                    help=f"the crate runner, before its options (default: {DEFAULT_CRATE_CMD!r})")
     p.add_argument("--build-cmd", default=DEFAULT_BUILD_CMD,
                    help="run once before any timing so compilation is not interleaved; '' to skip")
+    p.add_argument("--sgemm", action="store_true",
+                   help="also time the forward shapes' products as bare OpenBLAS sgemm calls "
+                        "(sgemm_ceiling.py) and report the crate's share of that rate")
     p.add_argument("--python", default=sys.executable, help="interpreter for peers.py")
     p.add_argument("-v", "--verbose", action="store_true", help="echo the children's whole stderr")
     a = p.parse_args(argv)
@@ -175,6 +183,11 @@ def collect(args, benches):
                 for _ in range(1, args.crate_runs):
                     crate_run(shape.name, work, threads, k)
                     k += 1
+            if args.sgemm and peers_file is None and work == "forward" and not shape.is_lm:
+                cmd = [args.python, os.path.join(HERE, "sgemm_ceiling.py"), "--shape", shape.name,
+                       "--threads", str(threads), "--reps", str(args.reps)]
+                recs, _ = run_child(cmd, f"sgemm ceiling {shape.name} t{threads}", args.verbose)
+                peers.extend(matching(recs, shape.name, work, threads))
     if crate_file is not None:
         crate = crate_file
     if peers_file is not None:
@@ -204,6 +217,8 @@ def build_rows(benches, thread_list, peer_list, crate, peers):
             row["crate_gflops"] = flops / cm / 1e9 if cm else None
             if shape.is_lm and cm:
                 row["crate_words_per_s"] = shape.batch * shape.steps / cm
+            sg = [float(r["gflops"]) for r in matching(peers, shape.name, work, threads, SGEMM)]
+            row["sgemm_gflops"] = statistics.median(sg) if sg else None
             if row["peers_median_s"]:
                 best = min(row["peers_median_s"], key=row["peers_median_s"].get)
                 row["fastest_peer"] = best
@@ -223,8 +238,10 @@ def ms(s):
 
 def markdown(rows, peer_list, meta, info):
     lm = any("crate_words_per_s" in r for r in rows)
+    sg = any(r.get("sgemm_gflops") for r in rows)
     head = (["shape", "work", "threads", "crate ms", "crate spread"] + [f"{p} ms" for p in peer_list]
-            + ["crate GFLOP/s"] + (["crate words/s"] if lm else []) + ["speed-up vs fastest peer"])
+            + ["crate GFLOP/s"] + (["crate words/s"] if lm else [])
+            + (["OpenBLAS sgemm GFLOP/s", "crate / sgemm"] if sg else []) + ["speed-up vs fastest peer"])
     out = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for r in rows:
         cells = [f"`{r['shape']}`", r["work"], str(r["threads"]), ms(r["crate_median_s"]),
@@ -233,6 +250,10 @@ def markdown(rows, peer_list, meta, info):
         cells.append(f"{r['crate_gflops']:.1f}" if r["crate_gflops"] else "—")
         if lm:
             cells.append(f"{r['crate_words_per_s']:.0f}" if "crate_words_per_s" in r else "")
+        if sg:
+            g = r.get("sgemm_gflops")
+            cells.append(f"{g:.1f}" if g else "—")
+            cells.append(f"{r['crate_gflops'] / g * 100:.0f}%" if g and r["crate_gflops"] else "—")
         sp = r["speedup_vs_fastest_peer"]
         cells.append(f"{sp:.2f}x vs {r['fastest_peer']}" if sp else "—")
         out.append("| " + " | ".join(cells) + " |")
@@ -245,6 +266,10 @@ def markdown(rows, peer_list, meta, info):
         "- GFLOP/s per BENCH_SHAPES (2 * 4H * (I + H) per real step, training 3x, varlen counts sum(len)); "
         "`seed-ptb-lm` counts only its LSTM stack's training FLOPs.",
     ]
+    if sg:
+        notes.append("- OpenBLAS sgemm: the same matrix products (per layer the input projection of every "
+                     "token, then one recurrent product per step) as bare sgemm calls, nothing else "
+                     "(sgemm_ceiling.py, numpy's OpenBLAS); crate / sgemm = crate GFLOP/s / that rate.")
     notes += [f"- {ln[len('[peers] '):]}" for ln in info]
     return "\n".join(out + notes) + "\n"
 
