@@ -23,7 +23,7 @@
 
 use std::ptr::NonNull;
 
-use lstm_kernels_simd::{BackwardRaw, DzPanels};
+use lstm_kernels_simd::{BackwardRaw, DzPanels, Kernels};
 use rayon::prelude::*;
 
 use crate::aligned::AlignedVec;
@@ -187,6 +187,7 @@ const AT_ROWS: usize = 16;
 
 /// Where the rows of `A = [X H_prev 1]^T` come from, for one layer direction.
 struct OperandA<'a> {
+    kernels: &'a Kernels,
     sched: &'a Schedule,
     input: &'a ForwardInput<'a>,
     /// The layer below's packed output (`None` for the first layer: the input).
@@ -230,7 +231,15 @@ impl OperandA<'_> {
                     };
                     &self.below.unwrap_or_default()[row * in_w..(row + 1) * in_w]
                 };
-                transpose(rows, x_row, c0..c1.min(in_w), chunk, total, off);
+                transpose(
+                    self.kernels,
+                    rows,
+                    x_row,
+                    c0..c1.min(in_w),
+                    chunk,
+                    total,
+                    off,
+                );
             }
             if c1 > in_w && c0 < in_w + r {
                 let h_row = |j: usize| -> &[f32] {
@@ -243,7 +252,15 @@ impl OperandA<'_> {
                 };
                 let (lo, hi) = (c0.max(in_w), c1.min(in_w + r));
                 let dst = &mut chunk[(lo - c0) * total..];
-                transpose(rows, h_row, lo - in_w..hi - in_w, dst, total, off);
+                transpose(
+                    self.kernels,
+                    rows,
+                    h_row,
+                    lo - in_w..hi - in_w,
+                    dst,
+                    total,
+                    off,
+                );
             }
         }
         if c1 > in_w + r {
@@ -253,8 +270,9 @@ impl OperandA<'_> {
 }
 
 /// `dst[(c - cols.start) * ld_dst + col0 + i] = row(i)[c]` for `i < rows`, `c` in
-/// `cols`: a transpose in blocks of 16 rows, so that the writes fill whole cache lines.
+/// `cols`: the kernels' register-block transpose, 16 rows at a time.
 fn transpose<'a>(
+    kernels: &Kernels,
     rows: usize,
     row: impl Fn(usize) -> &'a [f32],
     cols: std::ops::Range<usize>,
@@ -267,12 +285,7 @@ fn transpose<'a>(
     while i0 < rows {
         let n = B.min(rows - i0);
         let block: [&[f32]; B] = std::array::from_fn(|i| if i < n { row(i0 + i) } else { &[] });
-        for (ci, c) in cols.clone().enumerate() {
-            let d = &mut dst[ci * ld_dst + col0 + i0..ci * ld_dst + col0 + i0 + n];
-            for (v, src) in d.iter_mut().zip(&block) {
-                *v = src[c];
-            }
-        }
+        kernels.transpose(&block[..n], cols.clone(), &mut dst[col0 + i0..], ld_dst);
         i0 += n;
     }
 }
@@ -432,6 +445,7 @@ impl Lstm {
                     (&tape.h_seq, r)
                 };
                 let operand = OperandA {
+                    kernels: self.kernels(),
                     sched,
                     input,
                     below: (l > 0).then(|| &rs.outs[l - 1][..]),

@@ -128,6 +128,7 @@ pub fn resolve_isa(forced: Option<&str>) -> Result<Isa, DetectError> {
 type StepFn = unsafe fn(&StepRaw);
 type BackwardFn = unsafe fn(&BackwardRaw);
 type MapFn = unsafe fn(*const f32, *mut f32, usize);
+type TransposeFn = unsafe fn(&[*const f32], usize, *mut f32, usize);
 
 /// The kernels of one ISA: its tile shape and its entry points.
 ///
@@ -143,6 +144,7 @@ pub struct Kernels {
     backward: BackwardFn,
     sigmoid: MapFn,
     tanh: MapFn,
+    transpose: TransposeFn,
 }
 
 impl fmt::Debug for Kernels {
@@ -209,6 +211,7 @@ impl Kernels {
                 backward: crate::scalar::backward,
                 sigmoid: crate::scalar::sigmoid,
                 tanh: crate::scalar::tanh,
+                transpose: crate::scalar::transpose,
             }),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => {
@@ -222,6 +225,7 @@ impl Kernels {
                     backward: m::backward,
                     sigmoid: m::sigmoid,
                     tanh: m::tanh,
+                    transpose: m::transpose,
                 })
             }
             #[cfg(target_arch = "x86_64")]
@@ -236,6 +240,7 @@ impl Kernels {
                     backward: m::backward,
                     sigmoid: m::sigmoid,
                     tanh: m::tanh,
+                    transpose: m::transpose,
                 })
             }
             #[cfg(target_arch = "aarch64")]
@@ -250,6 +255,7 @@ impl Kernels {
                     backward: m::backward,
                     sigmoid: m::sigmoid,
                     tanh: m::tanh,
+                    transpose: m::transpose,
                 })
             }
             #[allow(unreachable_patterns)]
@@ -564,6 +570,54 @@ impl Kernels {
         // SAFETY: the checked lengths cover every offset; borrows make the
         // outputs exclusive; `self` came from `for_isa`.
         unsafe { (self.backward)(&raw) }
+    }
+
+    /// `dst[(c - cols.start) * ld_dst + i] = rows[i][c]` for every row `i` and
+    /// `c` in `cols`: rows become columns of `dst` (row stride `ld_dst`), in
+    /// square register blocks of the ISA's width, 16 rows at a time.
+    ///
+    /// # Panics
+    /// When a row is shorter than `cols.end`, `ld_dst < rows.len()` with more
+    /// than one column, or `dst` is too short for the last column.
+    pub fn transpose(&self, rows: &[&[f32]], cols: Range<usize>, dst: &mut [f32], ld_dst: usize) {
+        let (n, w) = (rows.len(), cols.len());
+        if n == 0 || w == 0 {
+            return;
+        }
+        assert!(
+            rows.iter().all(|r| r.len() >= cols.end),
+            "transpose: a row is shorter than cols.end = {}",
+            cols.end
+        );
+        assert!(
+            w == 1 || ld_dst >= n,
+            "transpose: ld_dst {ld_dst} < {n} rows"
+        );
+        assert!(
+            dst.len() >= (w - 1) * ld_dst + n,
+            "transpose: dst holds {} floats, {} needed",
+            dst.len(),
+            (w - 1) * ld_dst + n
+        );
+        let max = crate::transpose::MAX_ROWS;
+        for (b, chunk) in rows.chunks(max).enumerate() {
+            let mut ptrs = [std::ptr::null::<f32>(); crate::transpose::MAX_ROWS];
+            for (p, r) in ptrs.iter_mut().zip(chunk) {
+                *p = r[cols.start..].as_ptr();
+            }
+            // SAFETY: each row holds cols.end floats (checked), so `cols.len()`
+            // from cols.start; dst covers column w - 1 up to row n (checked),
+            // and this chunk writes rows b * max.. of it; dst is a distinct
+            // `&mut`; `self` came from `for_isa`.
+            unsafe {
+                (self.transpose)(
+                    &ptrs[..chunk.len()],
+                    w,
+                    dst.as_mut_ptr().add(b * max),
+                    ld_dst,
+                )
+            }
+        }
     }
 
     /// [`Kernels::backward_tiles`] on raw pointers with explicit strides.

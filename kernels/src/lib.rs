@@ -62,6 +62,7 @@ mod dispatch;
 mod pack;
 mod scalar;
 mod selfcheck;
+mod transpose;
 mod vector;
 
 #[cfg(target_arch = "aarch64")]

@@ -20,6 +20,8 @@ impl Vector for f32 {
         x
     }
     #[inline(always)]
+    unsafe fn transpose(_block: &mut [Self]) {}
+    #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the trait contract makes `p` valid for one read.
         unsafe { p.read_unaligned() }
@@ -137,6 +139,13 @@ pub(crate) unsafe fn backward(a: &BackwardRaw) {
 pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: forwarded contract.
     unsafe { crate::activations::map::<f32, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// As [`crate::transpose::block`].
+pub(crate) unsafe fn transpose(rows: &[*const f32], cols: usize, dst: *mut f32, ld: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::transpose::block::<f32>(rows, cols, dst, ld) }
 }
 
 /// # Safety

@@ -61,6 +61,11 @@ pub(crate) trait Vector: Copy {
     /// `m ? a : b` per lane.
     unsafe fn select(m: Self::Mask, a: Self, b: Self) -> Self;
 
+    /// Transposes the `LANES x LANES` matrix whose rows are `block[..LANES]`
+    /// (`block.len() == LANES`): lane `j` of row `i` goes to lane `i` of
+    /// row `j`. Pure data movement, so every ISA gives the same bits.
+    unsafe fn transpose(block: &mut [Self]);
+
     /// Hints that the cache line holding `p` is read soon. `p` may point
     /// anywhere (a prefetch never faults), so callers form it with
     /// `wrapping_add`.

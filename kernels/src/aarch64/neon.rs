@@ -15,6 +15,19 @@ impl Vector for float32x4_t {
     type Mask = uint32x4_t;
 
     #[inline(always)]
+    unsafe fn transpose(b: &mut [Self]) {
+        let b: &mut [Self; 4] = b.try_into().expect("4 rows");
+        // Rows pairwise interleaved, then pairs of pairs (as f64).
+        let (l0, h0) = (vzip1q_f32(b[0], b[1]), vzip2q_f32(b[0], b[1]));
+        let (l1, h1) = (vzip1q_f32(b[2], b[3]), vzip2q_f32(b[2], b[3]));
+        let d = vreinterpretq_f64_f32;
+        b[0] = vreinterpretq_f32_f64(vzip1q_f64(d(l0), d(l1)));
+        b[1] = vreinterpretq_f32_f64(vzip2q_f64(d(l0), d(l1)));
+        b[2] = vreinterpretq_f32_f64(vzip1q_f64(d(h0), d(h1)));
+        b[3] = vreinterpretq_f32_f64(vzip2q_f64(d(h0), d(h1)));
+    }
+
+    #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
         vdupq_n_f32(x)
     }
@@ -131,6 +144,14 @@ pub(crate) unsafe fn backward(a: &BackwardRaw) {
 pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: this function's own contract.
     unsafe { crate::activations::map::<float32x4_t, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// The contract of [`crate::transpose::block`].
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn transpose(rows: &[*const f32], cols: usize, dst: *mut f32, ld: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::transpose::block::<float32x4_t>(rows, cols, dst, ld) }
 }
 
 /// # Safety

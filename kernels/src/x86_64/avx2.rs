@@ -18,6 +18,33 @@ impl Vector for __m256 {
         _mm256_set1_ps(x)
     }
     #[inline(always)]
+    unsafe fn transpose(b: &mut [Self]) {
+        let b: &mut [Self; 8] = b.try_into().expect("8 rows");
+        // Rows pairwise interleaved, then pairs of pairs (as f64), then the
+        // 128-bit halves: after the second stage, `u[4k + j]` holds column
+        // `j` (low half) and `4 + j` (high half) of rows `4k..4k + 4`.
+        let lo: [Self; 4] = std::array::from_fn(|p| _mm256_unpacklo_ps(b[2 * p], b[2 * p + 1]));
+        let hi: [Self; 4] = std::array::from_fn(|p| _mm256_unpackhi_ps(b[2 * p], b[2 * p + 1]));
+        let pd = _mm256_castps_pd;
+        let u: [Self; 8] = std::array::from_fn(|i| {
+            let (k, j) = (i / 4, i % 4);
+            let (x, y) = if j < 2 {
+                (lo[2 * k], lo[2 * k + 1])
+            } else {
+                (hi[2 * k], hi[2 * k + 1])
+            };
+            _mm256_castpd_ps(if j % 2 == 0 {
+                _mm256_unpacklo_pd(pd(x), pd(y))
+            } else {
+                _mm256_unpackhi_pd(pd(x), pd(y))
+            })
+        });
+        for j in 0..4 {
+            b[j] = _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]);
+            b[4 + j] = _mm256_permute2f128_ps::<0x31>(u[j], u[4 + j]);
+        }
+    }
+    #[inline(always)]
     unsafe fn load(p: *const f32) -> Self {
         _mm256_loadu_ps(p)
     }
@@ -136,6 +163,14 @@ pub(crate) unsafe fn backward(a: &BackwardRaw) {
 pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: this function's own contract.
     unsafe { crate::activations::map::<__m256, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA; the contract of [`crate::transpose::block`].
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn transpose(rows: &[*const f32], cols: usize, dst: *mut f32, ld: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::transpose::block::<__m256>(rows, cols, dst, ld) }
 }
 
 /// # Safety

@@ -93,6 +93,41 @@ impl Vector for __m512 {
         _mm512_mask_blend_ps(m, b, a)
     }
     #[inline(always)]
+    unsafe fn transpose(b: &mut [Self]) {
+        let b: &mut [Self; 16] = b.try_into().expect("16 rows");
+        // Stage 1 interleaves row pairs, stage 2 pairs of pairs (as f64):
+        // `u[4k + j]` then holds, in its 128-bit block `q`, rows `4k..4k + 4`
+        // of column `4q + j`. Stages 3 and 4 gather the four blocks `q` of the
+        // row groups `k` into whole columns.
+        let lo: [Self; 8] = std::array::from_fn(|p| _mm512_unpacklo_ps(b[2 * p], b[2 * p + 1]));
+        let hi: [Self; 8] = std::array::from_fn(|p| _mm512_unpackhi_ps(b[2 * p], b[2 * p + 1]));
+        let pd = _mm512_castps_pd;
+        let u: [Self; 16] = std::array::from_fn(|i| {
+            let (k, j) = (i / 4, i % 4);
+            let (x, y) = if j < 2 {
+                (lo[2 * k], lo[2 * k + 1])
+            } else {
+                (hi[2 * k], hi[2 * k + 1])
+            };
+            _mm512_castpd_ps(if j % 2 == 0 {
+                _mm512_unpacklo_pd(pd(x), pd(y))
+            } else {
+                _mm512_unpackhi_pd(pd(x), pd(y))
+            })
+        });
+        for j in 0..4 {
+            // Blocks 0 and 2 (0x88) or 1 and 3 (0xdd) of each operand.
+            let x0 = _mm512_shuffle_f32x4::<0x88>(u[j], u[4 + j]);
+            let x1 = _mm512_shuffle_f32x4::<0xdd>(u[j], u[4 + j]);
+            let x2 = _mm512_shuffle_f32x4::<0x88>(u[8 + j], u[12 + j]);
+            let x3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + j], u[12 + j]);
+            b[j] = _mm512_shuffle_f32x4::<0x88>(x0, x2);
+            b[8 + j] = _mm512_shuffle_f32x4::<0xdd>(x0, x2);
+            b[4 + j] = _mm512_shuffle_f32x4::<0x88>(x1, x3);
+            b[12 + j] = _mm512_shuffle_f32x4::<0xdd>(x1, x3);
+        }
+    }
+    #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
         _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
     }
@@ -142,6 +177,14 @@ pub(crate) unsafe fn backward(a: &BackwardRaw) {
 pub(crate) unsafe fn sigmoid(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: this function's own contract.
     unsafe { crate::activations::map::<__m512, { crate::activations::SIGMOID }>(src, dst, n) }
+}
+
+/// # Safety
+/// The CPU supports AVX-512F; the contract of [`crate::transpose::block`].
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose(rows: &[*const f32], cols: usize, dst: *mut f32, ld: usize) {
+    // SAFETY: this function's own contract.
+    unsafe { crate::transpose::block::<__m512>(rows, cols, dst, ld) }
 }
 
 /// # Safety
