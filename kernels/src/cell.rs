@@ -248,10 +248,6 @@ pub(crate) unsafe fn sums<
             }
         }
         let hp: [*const f32; R] = std::array::from_fn(|r| a.h_prev.add((r0 + r) * a.ld_h_prev));
-        // Past its end, each part's prefetch runs on into the panel rows that come
-        // next: the recurrent part's after the input part's, and the first part's
-        // again after the last (the next row block of these tiles starts there, and a
-        // panel larger than L1 has lost them).
         // One loop body for both parts: two inlined copies of the k loop made LLVM
         // keep accumulators and row pointers on the stack.
         let mut parts = [(hp, wp, a.ld_w, a.k); 2];
