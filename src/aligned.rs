@@ -6,12 +6,45 @@
 //! lines; that cost the step kernel 8-14% per core here (`step_gflops`, aligned against
 //! unaligned panels). Panels are whole multiples of 64 bytes for every ISA, so aligning
 //! the start aligns every panel row.
+//!
+//! Buffers of 4 MiB or more (the packed weights of large layers, the saved gates and
+//! the gate gradients of a training batch) start on a 2 MiB boundary and are backed by
+//! huge pages where Linux grants them: the kernels sweep them once per step or product,
+//! and with 4 KiB pages every 4 KiB of a sweep was a TLB miss. Measured against 4 KiB
+//! pages (interleaved runs, medians of 3 alternations): `train-b32-h512` training
+//! 67.4 -> 63.6 ms at 1 thread and 34.9 -> 32.7 ms at 2, the `seed-ptb-lm` step
+//! 58.8 -> 55.7 ms, `seed-ptb` training 2-4% faster (noisier); forward shapes within
+//! noise.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 /// Floats per 64-byte line.
 const LINE: usize = 16;
+/// Bytes of a huge page (x86_64 and aarch64 Linux with 4 KiB base pages).
+const HUGE_PAGE: usize = 2 << 20;
+const HUGE_FLOATS: usize = HUGE_PAGE / std::mem::size_of::<f32>();
+/// Buffers of this many bytes or more start on a huge page and ask for huge pages.
+const HUGE_FROM: usize = 2 * HUGE_PAGE;
+
+/// Asks Linux to back the whole huge pages of `s` with 2 MiB pages (transparent huge
+/// pages in `madvise` mode, as on this machine, give them only on request). A hint: it
+/// changes no byte, and a refusal leaves 4 KiB pages.
+fn advise_huge(s: &[f32]) {
+    #[cfg(target_os = "linux")]
+    {
+        let bytes = std::mem::size_of_val(s) / HUGE_PAGE * HUGE_PAGE;
+        if bytes > 0 {
+            // SAFETY: the range is inside `s`, which is borrowed for the call;
+            // MADV_HUGEPAGE changes how the kernel backs the pages, never their contents.
+            unsafe {
+                libc::madvise(s.as_ptr() as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = s;
+}
 
 /// A growable `[f32]` aligned to 64 bytes (contents zero-initialised).
 pub(crate) struct AlignedVec {
@@ -23,6 +56,15 @@ pub(crate) struct AlignedVec {
 impl AlignedVec {
     /// `n` zeros.
     pub fn zeroed(n: usize) -> Self {
+        if n * std::mem::size_of::<f32>() >= HUGE_FROM {
+            // On a 2 MiB boundary, and (Linux) asked to be backed by 2 MiB pages. The
+            // zeros come from fresh pages of the allocator's own mapping, so nothing
+            // has touched them before the advice.
+            let buf = vec![0.0; n + HUGE_FLOATS];
+            let off = buf.as_ptr().align_offset(HUGE_PAGE).min(HUGE_FLOATS);
+            advise_huge(&buf[off..off + n]);
+            return AlignedVec { buf, off, len: n };
+        }
         let buf = vec![0.0; n + LINE];
         let off = buf.as_ptr().align_offset(64).min(LINE);
         AlignedVec { buf, off, len: n }
@@ -98,5 +140,18 @@ mod tests {
         assert_eq!((g.len(), g.as_ptr() as usize % 64), (100, 0));
         g.grow(50);
         assert_eq!(g.len(), 100, "grow never shrinks");
+    }
+
+    #[test]
+    fn a_large_buffer_starts_on_a_huge_page_and_is_zero() {
+        let n = HUGE_FROM / 4 + 12_345;
+        let v = AlignedVec::zeroed(n);
+        assert_eq!(v.as_ptr() as usize % HUGE_PAGE, 0);
+        assert_eq!(v.len(), n);
+        assert!(v.iter().all(|&x| x == 0.0));
+        let src: Vec<f32> = (0..n).map(|i| (i % 977) as f32).collect();
+        let c = AlignedVec::from_slice(&src).clone();
+        assert_eq!(c.as_ptr() as usize % HUGE_PAGE, 0);
+        assert!(c[..] == src[..]);
     }
 }

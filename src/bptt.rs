@@ -46,7 +46,7 @@ pub(crate) struct BackwardBuffers {
     /// The backward direction's output gradient in its own order, `[total, R]`.
     dh_seq: Vec<f32>,
     /// Gate gradients of every step, `[total, tiles*4U]`.
-    dz: Vec<f32>,
+    dz: AlignedVec,
     /// `dz` as contiguous panels of `4U` columns, the B operand of the weight gradients.
     dz_panels: AlignedVec,
     /// Per-step gradient into `m` and the carried cell gradient (`[B, hq]`), the carried
@@ -332,7 +332,7 @@ impl Lstm {
         grow(&mut bb.d_out, total * widest_io);
         grow(&mut bb.d_in, total * widest_io);
         grow(&mut bb.dh_seq, total * max_of(&|d| d.r));
-        grow(&mut bb.dz, total * max_of(&|d| d.gw));
+        bb.dz.grow(total * max_of(&|d| d.gw));
         bb.dz_panels.grow(total * max_of(&|d| d.gw));
         grow(&mut bb.dm, batch * max_of(&|d| d.hq));
         grow(&mut bb.dc, batch * max_of(&|d| d.hq));

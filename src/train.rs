@@ -2,6 +2,7 @@
 //! gradients, the gradients [`Lstm::backward`] returns, and its validation. The backward
 //! pass itself is in `bptt.rs`.
 
+use crate::aligned::AlignedVec;
 use crate::error::{Error, Result};
 use crate::forward::{ForwardInput, LstmState, Workspace};
 use crate::lstm::{grow, Lstm};
@@ -66,7 +67,7 @@ impl Gradients {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CellTape {
     /// Activated gates i, g, f, o of every step, `[total, tiles*4U]`.
-    pub gates: Vec<f32>,
+    pub gates: AlignedVec,
     /// Cell state after every step, `[total, tiles*U]`.
     pub c: Vec<f32>,
     /// Initial cell state `[B, tiles*U]` and output state `[B, R]`, sorted.
@@ -107,7 +108,7 @@ impl TrainReserve {
         self.outs.resize_with(spec.num_layers(), Vec::new);
         for (k, (tape, cell)) in self.cells.iter_mut().zip(cells).enumerate() {
             let (hp, r, gw) = (cell.padded, cell.recurrent, cell.gate_width());
-            grow(&mut tape.gates, total * gw);
+            tape.gates.grow(total * gw);
             grow(&mut tape.c, total * hp);
             grow(&mut tape.c0, batch * hp);
             grow(&mut tape.h0, batch * r);
