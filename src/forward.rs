@@ -1,5 +1,6 @@
 //! Forward inference over a stack: inputs, states, the workspace, and the entry point.
 
+use crate::aligned::AlignedVec;
 use crate::error::{Error, Result};
 use crate::schedule::Schedule;
 use crate::spec::LstmSpec;
@@ -157,12 +158,12 @@ pub struct Workspace {
 pub(crate) struct FastBuffers {
     pub sched: Schedule,
     /// Gathered inputs of every real token, `[sum(len), in]`.
-    pub xg: Vec<f32>,
+    pub xg: AlignedVec,
     /// Input projections, `[sum(len), tiles*4U]`.
-    pub zx: Vec<f32>,
+    pub zx: AlignedVec,
     /// Packed outputs of alternate layers, `[sum(len), out]`.
-    pub pa: Vec<f32>,
-    pub pb: Vec<f32>,
+    pub pa: AlignedVec,
+    pub pb: AlignedVec,
     /// The backward direction's outputs in its own order, `[sum(len), R]`.
     pub bwd: Vec<f32>,
     /// Cell state and kernel output `m` in schedule order, `[B, tiles*U]`.

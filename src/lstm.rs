@@ -323,14 +323,14 @@ impl Lstm {
         let sched = &f.sched;
         let total = sched.total();
         let max_of = |g: &dyn Fn(&PackedCell) -> usize| self.cells.iter().map(g).max().unwrap_or(0);
-        grow(&mut f.xg, total * max_of(&|c| c.input));
-        grow(&mut f.zx, total * max_of(&|c| c.gate_width()));
+        f.xg.grow(total * max_of(&|c| c.input));
+        f.zx.grow(total * max_of(&|c| c.gate_width()));
         let widest_out = (0..spec.num_layers())
             .map(|l| spec.layer_output_size(l))
             .max()
             .unwrap_or(0);
-        grow(&mut f.pa, total * widest_out);
-        grow(&mut f.pb, total * widest_out);
+        f.pa.grow(total * widest_out);
+        f.pb.grow(total * widest_out);
         grow(&mut f.bwd, total * max_of(&|c| c.recurrent));
         grow(&mut f.c, batch * max_of(&|c| c.padded));
         grow(&mut f.m, batch * max_of(&|c| c.padded));
