@@ -59,9 +59,10 @@ impl AlignedVec {
     /// `n` zeros.
     pub fn zeroed(n: usize) -> Self {
         if n * std::mem::size_of::<f32>() >= HUGE_FROM {
-            // On a 2 MiB boundary, and (Linux) asked to be backed by 2 MiB pages. The
-            // zeros come from fresh pages of the allocator's own mapping, so nothing
-            // has touched them before the advice.
+            // On a 2 MiB boundary, and (Linux) asked to be backed by 2 MiB pages. An
+            // allocation this large is normally a fresh mapping whose pages nobody has
+            // touched yet, so they are faulted in after the advice; where it is not, the
+            // advice still lets the kernel collapse them later.
             let buf = vec![0.0; n + HUGE_FLOATS];
             let off = buf.as_ptr().align_offset(HUGE_PAGE).min(HUGE_FLOATS);
             advise_huge(&buf[off..off + n]);

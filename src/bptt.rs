@@ -17,8 +17,9 @@
 //!
 //! Everything else waits for the loop and runs as two large products over every real
 //! token at once, on the same GEMM kernel: `[dW_x; dW_h; db] = [X H_prev 1]^T dZ`
-//! (the ones row makes the bias gradient part of the product; `dZ` is copied into
-//! contiguous panels first, see `run_backward`) and `dX = dZ W_x^T`; the projection's
+//! (the ones row makes the bias gradient part of the product; the time loop's kernel
+//! writes `dZ` a second time as the contiguous panels this product reads, and the
+//! kernels' block transpose makes `[X H_prev 1]^T`) and `dX = dZ W_x^T`; the projection's
 //! `M^T dH` goes through the crate's sgemm.
 
 use std::ptr::NonNull;

@@ -338,7 +338,7 @@ mod tests {
             (7, 33, 17),
             (64, 96, 300),
             (100, 8, 3),
-            // Narrow, split into row blocks (of 129 and 128 rows) when not on OpenBLAS.
+            // Narrow, split into row blocks (3 of 86, 86 and 85 rows) when not on OpenBLAS.
             (257, 128, 40),
         ] {
             for threads in [1, 2] {

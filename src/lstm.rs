@@ -3,8 +3,9 @@
 //!
 //! Per layer and direction: the real tokens are gathered in schedule order, one product
 //! makes every step's input projection (bias folded in, columns already in the kernels'
-//! tile order; small layers make each step's inside the time loop instead), then the time
-//! loop runs the fused step kernel on the active prefix of rows. When the layer's `W_h`
+//! tile order; layers whose weights fit in L2 sum each step's in the step kernel's own
+//! `k` loop instead, given enough rows), then the time loop runs the fused step kernel on
+//! the active prefix of rows. When the layer's `W_h`
 //! fits in a core's L2, each thread runs its own sequences through every step and the
 //! threads never wait for each other; otherwise each thread owns the same tiles of hidden
 //! units (and so the same panels of `W_h`) at every step, and the threads meet at one
@@ -36,10 +37,11 @@ pub struct LstmOptions {
     /// Threads; `None` uses every core.
     pub threads: Option<usize>,
     /// Where a layer's input projection runs: `Some(true)` inside the time loop, each
-    /// step's own just before its recurrent kernel; `Some(false)` as one product over
-    /// every step up front; `None` decides per layer (each step's own when a thread's
-    /// slices of the layer's weights fit in its L2 and the batch has 32 sequences or
-    /// more). A matter of speed only: the results are the same bits either way.
+    /// step's own in the same `k` loop as its recurrent product; `Some(false)` as one
+    /// product over every step up front; `None` decides per layer (in the time loop when
+    /// a thread's slices of the layer's weights fit in its L2 and it has 24 rows or more
+    /// per step, or they fit with room to spare and the batch has 32 sequences or more).
+    /// A matter of speed only: the results are the same bits either way.
     pub step_projection: Option<bool>,
     /// How the threads share a layer's time loop: `Some(true)` by sequences (each thread
     /// computes every hidden unit of its own rows, with no barrier between steps),

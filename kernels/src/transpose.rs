@@ -1,6 +1,6 @@
 //! Transposing rows into columns, written once over [`Vector`]: square blocks
-//! of `LANES x LANES` go through registers ([`Vector::transpose`]), the
-//! edges element by element.
+//! of `LANES x LANES` go through registers ([`Vector::transpose`]), the edge
+//! blocks too (padded on the way in, cut on the way out).
 
 use crate::vector::Vector;
 
