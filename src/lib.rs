@@ -58,6 +58,7 @@ pub mod lm;
 mod lstm;
 mod packed;
 mod panel_gemm;
+mod pool;
 pub mod reference;
 pub mod reference_grad;
 mod schedule;

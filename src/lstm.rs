@@ -16,13 +16,14 @@ use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 
 use lstm_kernels_simd::{InputPart, Isa, Kernels, StepRaw};
-use rayon::{ThreadPool, ThreadPoolBuilder};
+use rayon::ThreadPool;
 
 use crate::barrier::SpinBarrier;
 use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, Workspace};
 use crate::packed::{pack_all, repack_into, PackedCell};
 use crate::panel_gemm::Panels;
+use crate::pool::thread_pool;
 use crate::reference::row_index;
 use crate::schedule::Schedule;
 use crate::train::TrainReserve;
@@ -37,18 +38,28 @@ pub struct LstmOptions {
     /// Threads; `None` uses every core.
     pub threads: Option<usize>,
     /// Where a layer's input projection runs: `Some(true)` inside the time loop, each
-    /// step's own in the same `k` loop as its recurrent product; `Some(false)` as one
-    /// product over every step up front; `None` decides per layer (in the time loop when
-    /// a thread's slices of the layer's weights fit in its L2 and it has 24 rows or more
-    /// per step, or they fit with room to spare and the batch has 32 sequences or more).
+    /// step's own (in the same `k` loop as its recurrent product; split by hidden units
+    /// on several threads, each thread projects the next step's inputs while the others
+    /// finish the step); `Some(false)` as one product over every step up front; `None`
+    /// decides per layer (in the time loop when a thread's slices of the layer's weights
+    /// fit in its L2 and it has 24 rows or more per step, or they fit with room to spare
+    /// and the batch has 32 sequences or more or the threads split the hidden units).
     /// A matter of speed only: the results are the same bits either way.
     pub step_projection: Option<bool>,
     /// How the threads share a layer's time loop: `Some(true)` by sequences (each thread
     /// computes every hidden unit of its own rows, with no barrier between steps),
     /// `Some(false)` by hidden units (every row, a barrier each step); `None` decides per
     /// layer (by sequences when the layer's `W_h` fits in a core's L2 and every thread
-    /// gets 2 rows or more). A matter of speed only: the same bits either way.
+    /// gets a full register block of rows: 6 with AVX-512 or NEON, 3 with AVX2). A matter of
+    /// speed only: the same bits either way.
     pub split_rows: Option<bool>,
+    /// Whether each worker thread is bound to a CPU of its own (Linux; ignored
+    /// elsewhere): `None` binds worker `i` to the `i`-th CPU of the caller's affinity
+    /// mask when there are enough of them, `Some(false)` leaves the workers to the
+    /// scheduler, `Some(true)` binds them even when they outnumber the CPUs (wrapping
+    /// around). Unbound, two workers sometimes share one CPU for whole calls, and every
+    /// step then waits for the one that cannot run.
+    pub pin_threads: Option<bool>,
 }
 
 /// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
@@ -104,28 +115,6 @@ unsafe impl Send for Shared {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Shared {}
 
-/// The pool for `threads` threads (`None` meaning every core): `None` for one thread,
-/// whose work the caller's thread does.
-///
-/// # Errors
-/// [`Error::Config`] when `threads` is 0 or the threads cannot start.
-pub(crate) fn thread_pool(threads: Option<usize>) -> Result<Option<Arc<ThreadPool>>> {
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(Error::Config("threads must be at least 1, got 0".into()));
-    }
-    if threads == 1 {
-        return Ok(None);
-    }
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("lstm-kernels-{i}"))
-        .build()
-        .map(|p| Some(Arc::new(p)))
-        .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))
-}
-
 /// A pointer the threads of one broadcast share; see the SAFETY notes where it is used.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);
@@ -170,7 +159,11 @@ impl Lstm {
     /// [`Error::Config`] when the ISA is not available on this CPU, `threads` is 0, or
     /// the thread pool cannot be created.
     pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
-        let mut lstm = Self::with_pool(weights, options.isa, thread_pool(options.threads)?)?;
+        let mut lstm = Self::with_pool(
+            weights,
+            options.isa,
+            thread_pool(options.threads, options.pin_threads)?,
+        )?;
         lstm.step_projection = options.step_projection;
         lstm.split_rows = options.split_rows;
         Ok(lstm)
@@ -536,6 +529,45 @@ impl Lstm {
         // Without padding or projection the kernel writes h where it belongs.
         let direct = cell.projection.is_none() && h == hp;
         let spec = self.weights.spec();
+        let u4 = 4 * u;
+        // Split by units with the projection in the time loop, each thread computes the
+        // next step's `bias + x W_x` for its tiles (into `p.zx`, `[rows, gw]`) between
+        // arriving at the step's barrier and waiting there, and the step kernel then adds
+        // `h W_h`: the same chain as in one k loop, and a thread that arrives first
+        // works instead of spinning.
+        let pipelined = !by_rows && !p.x.is_null() && threads > 1;
+        let project_x = |s: usize| {
+            let raw = StepRaw {
+                rows: sched.active[s],
+                k: cell.input,
+                input: None,
+                h_prev: p.x.wrapping_add(sched.offset[s] * p.ld_x),
+                ld_h_prev: p.ld_x,
+                w: cell.w_x_panels.as_ptr(),
+                ld_w: u4,
+                w_panel: cell.input * u4,
+                zx: cell.bias.as_ptr(),
+                ld_zx: 0,
+                peep: None,
+                c: std::ptr::null_mut(),
+                ld_c: 0,
+                h_out: p.zx.cast_mut(),
+                ld_h_out: gw,
+                gates: None,
+                ld_gates: 0,
+                tiles: t_lo..t_hi,
+                forget_bias: 0.0,
+                cell_clip: f32::INFINITY,
+            };
+            // SAFETY: x holds `total` rows of `ld_x`, of which this step's are
+            // `offset[s]..offset[s] + active[s]`; `p.zx` holds `batch >= active[s]` rows
+            // of `gw`, of which this thread writes only its tiles' columns, and reads
+            // them only in its own step kernel call after this one.
+            unsafe { self.kernels.gemm_tiles_raw(&raw) }
+        };
+        if pipelined && sched.steps() > 0 {
+            project_x(0);
+        }
         for s in 0..sched.steps() {
             // Rows j0 + i * rs for i < rows (all of them when split by tiles).
             let rows = sched.active[s].saturating_sub(j0).div_ceil(rs);
@@ -569,10 +601,11 @@ impl Lstm {
             let zx_rows = p.zx.wrapping_add(sched.offset[s] * gw);
             // With the projection in the time loop, the kernel sums `bias + x W_x + h W_h`
             // in one k loop (the same chain as projecting first).
-            let (input, zx, ld_zx) = if p.x.is_null() {
+            let (input, zx, ld_zx) = if pipelined {
+                (None, p.zx, gw)
+            } else if p.x.is_null() {
                 (None, zx_rows.wrapping_add(j0 * gw), gw * rs)
             } else {
-                let u4 = 4 * u;
                 let part = InputPart {
                     kx: cell.input,
                     x: p.x.wrapping_add((sched.offset[s] + j0) * p.ld_x),
@@ -610,6 +643,17 @@ impl Lstm {
                 forget_bias: spec.forget_bias(),
                 cell_clip: spec.cell_clip().unwrap_or(f32::INFINITY),
             };
+            if !by_rows && s > 0 {
+                // Split by units, the other threads' cores just wrote most of each h_prev row: ask
+                // for all of it now, so that its lines cross between the cores while
+                // the kernel's first tile runs, not one demand miss at a time.
+                for row in 0..rows {
+                    let at = h_prev.wrapping_add(row * ld_h_prev);
+                    for b in (0..r).step_by(16) {
+                        prefetch(at.wrapping_add(b));
+                    }
+                }
+            }
             // SAFETY: h_prev (rows x r), zx (rows x gw), c and h_out (rows x hp, or the
             // output rows of this step) lie inside their buffers; this thread's part
             // (tiles, or rows) is disjoint from every other thread's; h_prev is the
@@ -680,11 +724,29 @@ impl Lstm {
                     }
                 }
             }
-            if !by_rows {
+            if pipelined {
+                let ticket = barrier.arrive();
+                if s + 1 < sched.steps() {
+                    project_x(s + 1);
+                }
+                barrier.wait_for(ticket);
+            } else if !by_rows {
                 barrier.wait();
             }
         }
     }
+}
+
+/// A hint that the 64-byte line at `p` will be read soon (nothing on other targets).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address; SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Bytes of one core's L2 cache (Linux's sysfs; 512 KiB where it cannot be read).
@@ -714,11 +776,15 @@ impl Lstm {
     ///
     /// `by_rows`: the threads split the sequences (each computes every hidden unit of its
     /// own rows) instead of the hidden units, when the whole `W_h` fits in a core's L2
-    /// with room to spare and every thread gets at least 2 rows. A sequence's step needs
-    /// only its own previous state, so the threads then never wait for each other, where
-    /// split by units they meet at a barrier every step (7-14% of `seed-ptb` forward
-    /// spent there at 2 threads); each thread reads all of `W_h` instead of its half, from
-    /// its own L2.
+    /// with room to spare and every thread gets a full register block of rows
+    /// ([`Kernels::mr`]). A sequence's step needs only its own previous state, so the
+    /// threads then never wait for each other, where split by units they meet at a
+    /// barrier every step (7-14% of `seed-ptb` forward spent there at 2 threads); each
+    /// thread reads all of `W_h` instead of its half, from its own L2. With fewer rows
+    /// each weight vector read from L2 feeds too few fmas: `infer-b8-h256-t100` at 2
+    /// threads (4 rows each by sequences, 8 rows in split blocks by units, with the
+    /// projection pipelined between the barriers) took 3.06 ms by sequences against
+    /// 2.66 by units (medians of 10 alternations).
     ///
     /// `fuse`: each step computes its own input projection inside the step kernel's `k`
     /// loop ([`InputPart`]: `bias + x W_x + h W_h` in one pass, each thread for its own
@@ -733,8 +799,13 @@ impl Lstm {
     /// streams it once. Measured, 2 alternations of three binaries at 2 threads:
     /// `seed-ptb` forward 5.61 ms (projection up front for layer 1, a separate per-step
     /// product for layer 2) -> 5.28 (layer 2 in the k loop) -> 4.99 (both layers);
-    /// `infer-b8-h256-t100` (8 rows) 10% slower fused, `infer-b1-h512` 2.7 times slower;
-    /// at 1 thread `infer-b64-h1024` (32 MB of weights) 5-9% slower fused.
+    /// `infer-b8-h256-t100` (8 rows) 10% slower fused at 2 threads split by sequences,
+    /// `infer-b1-h512` 2.7 times slower; at 1 thread `infer-b64-h1024` (32 MB of
+    /// weights) 5-9% slower fused, `infer-b8-h256-t100` 6%. Split by units on several
+    /// threads, the projection runs in the time loop whenever the part fits with room
+    /// to spare: each thread computes the next step's `bias + x W_x` between arriving
+    /// at the step's barrier and waiting there, so that a thread that arrives first
+    /// works instead of spinning.
     ///
     /// [`LstmOptions`] can force either; the results are the same bits every way (each
     /// sum is the same chain of fmas whoever computes it).
@@ -748,7 +819,10 @@ impl Lstm {
         let by_rows = self.threads > 1
             && match self.split_rows {
                 Some(forced) => forced,
-                None => batch >= 2 * self.threads && panel_bytes(tiles, cell.recurrent) <= room,
+                None => {
+                    batch / self.threads >= self.kernels.mr()
+                        && panel_bytes(tiles, cell.recurrent) <= room
+                }
             };
         let mine = if by_rows {
             tiles
@@ -762,6 +836,7 @@ impl Lstm {
             None => {
                 (rows_each >= FUSE_ROWS && part <= l2_bytes())
                     || (batch >= MIN_ROWS && part <= room)
+                    || (!by_rows && self.threads > 1 && part <= room)
             }
         };
         (by_rows, fuse)

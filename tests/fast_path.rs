@@ -139,6 +139,7 @@ fn results_are_bitwise_identical_for_any_thread_count() {
                     threads: Some(threads),
                     step_projection: Some(step_projection),
                     split_rows: Some(split_rows),
+                    ..Default::default()
                 });
                 run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref())
             };
@@ -178,6 +179,7 @@ fn large_layer_is_bitwise_identical_across_threads() {
                 threads: Some(threads),
                 step_projection: Some(step_projection),
                 split_rows: Some(split_rows),
+                ..Default::default()
             });
             run_on(e, &w, &x, b, t, Some(&lens), None)
         };

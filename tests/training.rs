@@ -167,6 +167,7 @@ fn gradients_are_bitwise_identical_for_any_thread_count() {
                         // the time loop shared by hidden units (2) or by sequences (3).
                         step_projection: Some(threads > 1),
                         split_rows: Some(threads == 3),
+                        ..Default::default()
                     },
                 )
                 .unwrap();
@@ -210,6 +211,7 @@ fn a_large_layer_is_bitwise_identical_across_threads() {
                     // time loop shared by sequences.
                     step_projection: Some(threads > 1),
                     split_rows: Some(threads > 1),
+                    ..Default::default()
                 },
             )
             .unwrap();

@@ -198,6 +198,8 @@ pub(crate) unsafe fn sums<
     const R: usize,
     const T: usize,
     const M: usize,
+    const J0: usize,
+    const JN: usize,
     const PLAIN: bool,
 >(
     a: &StepRaw,
@@ -205,12 +207,13 @@ pub(crate) unsafe fn sums<
     t0: usize,
     out: &mut [V; M],
 ) {
-    debug_assert!(W == 4 * NV && M == R * T * W);
+    debug_assert!(W == 4 * NV && M == R * T * JN && J0 + JN <= W);
     let l = V::LANES;
     let u4 = W * l;
     let u = NV * l;
-    // Flat index of gate vector `j` of tile `t` of row `r` in `acc`.
-    let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
+    // Flat index of the `j`-th vector of this pass (panel vector `J0 + j`) of tile `t`
+    // of row `r` in `acc`.
+    let at = |r: usize, t: usize, j: usize| (r * T + t) * JN + j;
     // SAFETY: every offset below is inside the ranges the `StepRaw`
     // contract describes: rows r0..r0+R < rows, tiles t0..t0+T within the
     // layer, kk < k, and in-tile offsets below 4U (zx, w) or U (c, h_out).
@@ -220,8 +223,8 @@ pub(crate) unsafe fn sums<
         let wp: [*const f32; T] = std::array::from_fn(|t| a.w.wrapping_add((t0 + t) * a.w_panel));
         for t in 0..T {
             for r in 0..R {
-                let z = a.zx.add((r0 + r) * a.ld_zx + (t0 + t) * u4);
-                for j in 0..W {
+                let z = a.zx.add((r0 + r) * a.ld_zx + (t0 + t) * u4 + J0 * l);
+                for j in 0..JN {
                     acc[at(r, t, j)] = V::load(z.add(j * l));
                 }
             }
@@ -231,7 +234,7 @@ pub(crate) unsafe fn sums<
         // stalling the next block's first fma (with large h, zx rows are
         // far apart and come from L3).
         for r in R..2 * R {
-            if r0 + r < a.rows {
+            if J0 == 0 && r0 + r < a.rows {
                 for t in 0..T {
                     let z = a.zx.wrapping_add((r0 + r) * a.ld_zx + (t0 + t) * u4);
                     let mut b = 0;
@@ -260,21 +263,28 @@ pub(crate) unsafe fn sums<
             first = 0;
         }
         for &(rows, w, ld_w, k) in &parts[first..] {
-            k_loop::<V, W, R, T, M>(&mut acc, &rows, &w, ld_w, k);
+            k_loop::<V, R, T, M, J0, JN>(&mut acc, &rows, &w, ld_w, k);
         }
         *out = acc;
     }
 }
 
-/// `acc[r, t, j] += sum over kk < k of a[r][kk] * w[t][kk * ld_w + j * LANES]`, in
-/// `kk` order.
+/// `acc[r, t, j] += sum over kk < k of a[r][kk] * w[t][kk * ld_w + (J0 + j) * LANES]`,
+/// in `kk` order, for `j < JN`.
 ///
 /// # Safety
 /// The [`Vector`] contract; `a[r]` valid for `k` reads, `w[t]` for `k` panel
-/// rows of `W` vectors.
+/// rows of `J0 + JN` vectors or more.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices address several arrays at once
-unsafe fn k_loop<V: Vector, const W: usize, const R: usize, const T: usize, const M: usize>(
+unsafe fn k_loop<
+    V: Vector,
+    const R: usize,
+    const T: usize,
+    const M: usize,
+    const J0: usize,
+    const JN: usize,
+>(
     acc: &mut [V; M],
     a: &[*const f32; R],
     w: &[*const f32; T],
@@ -282,8 +292,7 @@ unsafe fn k_loop<V: Vector, const W: usize, const R: usize, const T: usize, cons
     k: usize,
 ) {
     let l = V::LANES;
-    let u4 = W * l;
-    let at = |r: usize, t: usize, j: usize| (r * T + t) * W + j;
+    let at = |r: usize, t: usize, j: usize| (r * T + t) * JN + j;
     // SAFETY: reads stay inside the caller's ranges (kk < k); prefetches may point
     // anywhere (wrapping arithmetic, never dereferenced).
     unsafe {
@@ -299,15 +308,15 @@ unsafe fn k_loop<V: Vector, const W: usize, const R: usize, const T: usize, cons
             // so); the hardware prefetcher alone lags behind.
             for t in 0..T {
                 let ahead = w[t].wrapping_add((kk + PREFETCH_ROWS) * ld_w);
-                let mut b = 0;
-                while b < u4 {
+                let mut b = J0 * l;
+                while b < (J0 + JN) * l {
                     V::prefetch(ahead.wrapping_add(b));
                     b += 16; // one 64-byte line
                 }
             }
             for t in 0..T {
-                for j in 0..W {
-                    let wv = V::load(w[t].add(kk * ld_w + j * l));
+                for j in 0..JN {
+                    let wv = V::load(w[t].add(kk * ld_w + (J0 + j) * l));
                     for r in 0..R {
                         acc[at(r, t, j)] = V::fma(hb[r], wv, acc[at(r, t, j)]);
                     }
@@ -465,12 +474,22 @@ unsafe fn unit<V: Vector, const NV: usize, const W: usize, const PEEP: bool>(
 /// not listed), which keeps enough independent chains in flight when few
 /// rows are left, e.g. the batch-1 matrix-vector case streams `T` panels
 /// side by side. `blocks` lists every `(R, T)` the loops can ask for.
+///
+/// `split` lists row counts `MR + rem` that run as one split block when
+/// `rows % MR = rem` and a full block precedes them: its rows in two passes over
+/// half of each panel row (half the gates' accumulators at a time), so every
+/// weight vector loaded feeds all of them. For AVX-512, 8 rows as one split
+/// block instead of 6 + 2 (whose `(2, 3)` block re-reads three panels from L2 for
+/// 2 rows each) read each panel once, at 8 fmas per weight vector: a 1-thread
+/// `infer-b8-h256-t100` step went from 167 to 192 GFLOP/s in `step_gflops`, and
+/// 8 rows is what each thread computes there at 2 threads split by units.
 macro_rules! step_kernel {
     (
         $(#[$attr:meta])*
         fn $name:ident, $V:ty, NV = $NV:expr, MR = $MR:expr, plain = $PLAIN:expr,
         group = [$($gr:literal => $gt:literal),*],
-        blocks = [$(($br:literal, $bt:literal)),*]
+        blocks = [$(($br:literal, $bt:literal)),*],
+        split = [$($sr:literal),*]
     ) => {
         $(#[$attr])*
         pub(crate) unsafe fn $name(a: &$crate::cell::StepRaw) {
@@ -478,7 +497,13 @@ macro_rules! step_kernel {
             // features and never inlined (see `cell::sums`).
             #[inline(never)]
             $(#[$attr])*
-            unsafe fn sums<const R: usize, const T: usize, const M: usize>(
+            unsafe fn sums<
+                const R: usize,
+                const T: usize,
+                const M: usize,
+                const J0: usize,
+                const JN: usize,
+            >(
                 a: &$crate::cell::StepRaw,
                 r0: usize,
                 t0: usize,
@@ -486,7 +511,27 @@ macro_rules! step_kernel {
             ) {
                 // SAFETY: forwarded from `run`'s contract.
                 unsafe {
-                    $crate::cell::sums::<$V, $NV, { 4 * $NV }, R, T, M, $PLAIN>(a, r0, t0, out)
+                    $crate::cell::sums::<$V, $NV, { 4 * $NV }, R, T, M, J0, JN, $PLAIN>(
+                        a, r0, t0, out,
+                    )
+                }
+            }
+            /// `f`, then the epilogue on its sums.
+            #[inline(always)]
+            unsafe fn finish<const R: usize, const T: usize, const M: usize>(
+                a: &$crate::cell::StepRaw,
+                r0: usize,
+                t0: usize,
+                acc: &[$V; M],
+            ) {
+                // SAFETY: forwarded from `run`'s contract.
+                unsafe {
+                    const W: usize = 4 * $NV;
+                    if a.peep.is_some() {
+                        $crate::cell::finish::<$V, $NV, W, R, T, M, true, $PLAIN>(a, r0, t0, acc)
+                    } else {
+                        $crate::cell::finish::<$V, $NV, W, R, T, M, false, $PLAIN>(a, r0, t0, acc)
+                    }
                 }
             }
             #[inline(always)]
@@ -505,25 +550,73 @@ macro_rules! step_kernel {
                                 // `inline(never)` on target-feature functions.
                                 let f: unsafe fn(
                                     &$crate::cell::StepRaw, usize, usize, &mut [$V; M]
-                                ) = sums::<$br, $bt, M>;
+                                ) = sums::<$br, $bt, M, 0, W>;
                                 std::hint::black_box(f)(a, r0, t0, &mut acc);
-                                if a.peep.is_some() {
-                                    $crate::cell::finish::<$V, $NV, W, $br, $bt, M, true, $PLAIN>(
-                                        a, r0, t0, &acc,
-                                    )
-                                } else {
-                                    $crate::cell::finish::<$V, $NV, W, $br, $bt, M, false, $PLAIN>(
-                                        a, r0, t0, &acc,
-                                    )
-                                }
+                                finish::<$br, $bt, M>(a, r0, t0, &acc);
                             }
                         )*
                         _ => unreachable!("no block for {} rows x {} tiles", r, t),
                     }
                 }
             }
-            let rem = a.rows % $MR;
-            let full = a.rows - rem;
+            /// `S` rows of one tile, in two passes of half a panel row each: the
+            /// accumulators of all four gates would not fit in the registers, half of
+            /// them do, and each weight vector then feeds `S` rows (each pass reads its
+            /// own cache lines of the panel, so the panel is read once).
+            #[inline(always)]
+            #[allow(dead_code)] // ISAs without split blocks
+            unsafe fn run_split<const S: usize, const M: usize, const MH: usize>(
+                a: &$crate::cell::StepRaw,
+                r0: usize,
+                t0: usize,
+            ) {
+                // SAFETY: as `run`.
+                unsafe {
+                    const W: usize = 4 * $NV;
+                    const H: usize = W / 2;
+                    let zero = <$V as $crate::vector::Vector>::splat(0.0);
+                    let mut acc = [zero; M];
+                    let mut half = [zero; MH];
+                    let f: unsafe fn(&$crate::cell::StepRaw, usize, usize, &mut [$V; MH]) =
+                        sums::<S, 1, MH, 0, H>;
+                    std::hint::black_box(f)(a, r0, t0, &mut half);
+                    for r in 0..S {
+                        acc[r * W..r * W + H].copy_from_slice(&half[r * H..(r + 1) * H]);
+                    }
+                    let f: unsafe fn(&$crate::cell::StepRaw, usize, usize, &mut [$V; MH]) =
+                        sums::<S, 1, MH, H, H>;
+                    std::hint::black_box(f)(a, r0, t0, &mut half);
+                    for r in 0..S {
+                        acc[r * W + H..(r + 1) * W].copy_from_slice(&half[r * H..(r + 1) * H]);
+                    }
+                    finish::<S, 1, M>(a, r0, t0, &acc);
+                }
+            }
+            /// The split block of `rows` rows at `r0`, tile `t0`.
+            #[inline(always)]
+            #[allow(unused_variables)] // ISAs without split blocks
+            unsafe fn run_split_of(a: &$crate::cell::StepRaw, r0: usize, rows: usize, t0: usize) {
+                match rows {
+                    $(
+                        // SAFETY: as `run`.
+                        $sr => unsafe {
+                            run_split::<$sr, { $sr * 4 * $NV }, { $sr * 2 * $NV }>(a, r0, t0)
+                        },
+                    )*
+                    _ => unreachable!("no split block of {} rows", rows),
+                }
+            }
+            let mut rem = a.rows % $MR;
+            let mut full = a.rows - rem;
+            // A split block takes the last full block and the remainder together when
+            // they make `SPLIT` rows.
+            let split = if full >= $MR && [$($sr),*].contains(&(rem + $MR)) {
+                full -= $MR;
+                rem = 0;
+                $MR + a.rows % $MR
+            } else {
+                0
+            };
             #[allow(clippy::match_single_binding)]
             let group: usize = match rem {
                 $($gr => $gt,)*
@@ -532,13 +625,17 @@ macro_rules! step_kernel {
             let mut t0 = a.tiles.start;
             while t0 < a.tiles.end {
                 let g = if t0 + group <= a.tiles.end { group } else { 1 };
-                // SAFETY: r0 + MR <= full <= rows, t0 + g <= tiles.end.
+                // SAFETY: r0 + MR <= full <= rows, t0 + g <= tiles.end, and with a
+                // split block full + split == rows.
                 unsafe {
                     for t in t0..t0 + g {
                         let mut r0 = 0;
                         while r0 < full {
                             run(a, r0, $MR, t, 1);
                             r0 += $MR;
+                        }
+                        if split > 0 {
+                            run_split_of(a, full, split, t);
                         }
                     }
                     if rem > 0 {

@@ -114,7 +114,8 @@ crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
     fn step, f32, NV = NV, MR = MR, plain = false, group = [1 => 2],
-    blocks = [(2, 1), (1, 1), (1, 2)]
+    blocks = [(2, 1), (1, 1), (1, 2)],
+    split = []
 }
 
 crate::cell::step_kernel! {
@@ -124,7 +125,8 @@ crate::cell::step_kernel! {
     /// # Safety
     /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
     fn gemm, f32, NV = NV, MR = MR, plain = true, group = [1 => 2],
-    blocks = [(2, 1), (1, 1), (1, 2)]
+    blocks = [(2, 1), (1, 1), (1, 2)],
+    split = []
 }
 
 /// # Safety

@@ -78,6 +78,9 @@ fn gemm_mode_is_a_product_in_tile_order() {
         (1, 512, 64),
         (7, 17, 33),
         (25, 100, 16),
+        (8, 40, 33),
+        (9, 7, 16),
+        (16, 64, 40),
         (64, 64, 17),
     ] {
         let x: Vec<f32> = (0..rows * k).map(|_| lcg(&mut seed)).collect();

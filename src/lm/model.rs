@@ -8,7 +8,8 @@ use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
 use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
-use crate::lstm::{thread_pool, Lstm, LstmOptions};
+use crate::lstm::{Lstm, LstmOptions};
+use crate::pool::thread_pool;
 use crate::spec::LstmSpec;
 use crate::tensors::Tensors;
 use crate::train::{Gradients, TrainReserve, Upstream};
@@ -151,7 +152,7 @@ impl LanguageModel {
             .collect();
         // One pool for the whole model: the layers' time loops and the softmax layer's
         // sgemms take turns on the same workers.
-        let pool = thread_pool(options.threads)?;
+        let pool = thread_pool(options.threads, options.pin_threads)?;
         let threads = pool.as_ref().map_or(1, |p| p.current_num_threads());
         let layers = layers
             .into_iter()

@@ -116,7 +116,8 @@ crate::cell::step_kernel! {
     /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "neon")]
     fn step, float32x4_t, NV = NV, MR = MR, plain = false, group = [1 => 4, 2 => 3, 3 => 2],
-    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
+    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
+    split = []
 }
 
 crate::cell::step_kernel! {
@@ -127,7 +128,8 @@ crate::cell::step_kernel! {
     /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "neon")]
     fn gemm, float32x4_t, NV = NV, MR = MR, plain = true, group = [1 => 4, 2 => 3, 3 => 2],
-    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
+    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
+    split = []
 }
 
 /// # Safety

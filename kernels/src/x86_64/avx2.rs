@@ -132,7 +132,8 @@ crate::cell::step_kernel! {
     /// contract.
     #[target_feature(enable = "avx2,fma")]
     fn step, __m256, NV = NV, MR = MR, plain = false, group = [1 => 3],
-    blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
+    blocks = [(3, 1), (2, 1), (1, 1), (1, 3)],
+    split = []
 }
 
 crate::cell::step_kernel! {
@@ -144,7 +145,8 @@ crate::cell::step_kernel! {
     /// contract.
     #[target_feature(enable = "avx2,fma")]
     fn gemm, __m256, NV = NV, MR = MR, plain = true, group = [1 => 3],
-    blocks = [(3, 1), (2, 1), (1, 1), (1, 3)]
+    blocks = [(3, 1), (2, 1), (1, 1), (1, 3)],
+    split = []
 }
 
 /// # Safety

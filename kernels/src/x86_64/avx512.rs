@@ -147,7 +147,8 @@ crate::cell::step_kernel! {
     /// [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "avx512f")]
     fn step, __m512, NV = NV, MR = MR, plain = false, group = [1 => 4, 2 => 3, 3 => 2],
-    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
+    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
+    split = [7, 8, 9, 10]
 }
 
 crate::cell::step_kernel! {
@@ -159,7 +160,8 @@ crate::cell::step_kernel! {
     /// [`StepRaw`](crate::cell::StepRaw) contract.
     #[target_feature(enable = "avx512f")]
     fn gemm, __m512, NV = NV, MR = MR, plain = true, group = [1 => 4, 2 => 3, 3 => 2],
-    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)]
+    blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
+    split = [7, 8, 9, 10]
 }
 
 /// # Safety
