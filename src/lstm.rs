@@ -96,6 +96,17 @@ struct Shared {
     /// product made every step's `zx` up front.
     x: *const f32,
     ld_x: usize,
+    /// When set, `x` is the caller's input read in place (layer 0, sequences in their
+    /// own order): step `s`, row `j` at `x + s * .0 + j * .1`, instead of the packed
+    /// row `offset[s] + j` of stride `ld_x`.
+    x_in_place: Option<(usize, usize)>,
+    /// The caller's output `[B, T, ow]` (or `[T, B, ow]`), which the last layer's
+    /// threads fill step by step (null: the caller's thread does it after the loop).
+    final_out: *mut f32,
+    /// The caller's layout: time-major, `B`, `T` (for `final_out`).
+    time_major: bool,
+    batch: usize,
+    steps: usize,
     h0: *const f32,
     c: *mut f32,
     m: *mut f32,
@@ -108,6 +119,16 @@ struct Shared {
     m_hist: *mut f32,
     h_raw: *mut f32,
 }
+impl Shared {
+    /// Where step `s`'s input rows start, and their stride.
+    fn x_rows(&self, sched: &Schedule, s: usize) -> (*const f32, usize) {
+        match self.x_in_place {
+            Some((step, row)) => (self.x.wrapping_add(s * step), row),
+            None => (self.x.wrapping_add(sched.offset[s] * self.ld_x), self.ld_x),
+        }
+    }
+}
+
 // SAFETY: the pointers address workspace buffers that outlive the broadcast in which they
 // are used, and the time loop's partition (disjoint tiles, disjoint rows, a barrier between
 // phases) keeps concurrent writes disjoint and ordered before dependent reads.
@@ -341,6 +362,11 @@ impl Lstm {
         }
 
         let dirs = spec.num_directions();
+        let identity = sched.order.iter().enumerate().all(|(j, &b)| j == b);
+        // A one-direction stack's last layer puts its outputs where the caller wants them
+        // from inside the time loop, each thread its own part, instead of one thread
+        // copying them all afterwards.
+        let scatter_in_loop = dirs == 1;
         for l in 0..spec.num_layers() {
             let out_w = spec.layer_output_size(l);
             let (src, dst) = if l % 2 == 0 {
@@ -353,8 +379,20 @@ impl Lstm {
                 let cell = &self.cells[k];
                 let (in_w, gw, r) = (cell.input, cell.gate_width(), cell.recurrent);
 
+                let (by_rows, fuse) = self.plan(cell, sched.active.first().copied().unwrap_or(0));
+                // Layer 0 read where it is, when each step reads its own rows and the
+                // sequences keep their order (all of the same length, say): no gather.
+                let x_in_place = (l == 0 && dir == 0 && fuse && identity).then(|| {
+                    if tm {
+                        (batch * in_w, in_w)
+                    } else {
+                        (in_w, steps * in_w)
+                    }
+                });
                 // The inputs of every real token, in this direction's processing order.
-                let x: &[f32] = if l == 0 {
+                let x: &[f32] = if x_in_place.is_some() {
+                    input.data
+                } else if l == 0 {
                     for s in 0..sched.steps() {
                         for j in 0..sched.active[s] {
                             let t = if dir == 0 { s } else { sched.lens[j] - 1 - s };
@@ -379,7 +417,6 @@ impl Lstm {
 
                 // Every step's input projection at once, bias folded in, in tile order
                 // (or step by step in the time loop).
-                let (by_rows, fuse) = self.plan(cell, sched.active.first().copied().unwrap_or(0));
                 if !fuse {
                     let u4 = 4 * self.kernels.unit_tile();
                     let w_x = Panels::packed(&cell.w_x_panels, in_w, u4);
@@ -406,6 +443,15 @@ impl Lstm {
                     zx: f.zx.as_ptr(),
                     x: if fuse { x.as_ptr() } else { std::ptr::null() },
                     ld_x: in_w,
+                    x_in_place,
+                    final_out: if scatter_in_loop && l + 1 == spec.num_layers() {
+                        output.as_mut_ptr()
+                    } else {
+                        std::ptr::null_mut()
+                    },
+                    time_major: tm,
+                    batch,
+                    steps,
                     h0: f.h0.as_ptr(),
                     c: f.c.as_mut_ptr(),
                     m: f.m.as_mut_ptr(),
@@ -457,18 +503,21 @@ impl Lstm {
             }
         }
 
-        // Back to the caller's order and layout, zeros past each length.
+        // Back to the caller's order and layout (unless the time loop did it), zeros past
+        // each length.
         let last = if spec.num_layers() % 2 == 1 {
             &f.pa
         } else {
             &f.pb
         };
         let ow = spec.output_size();
-        for s in 0..sched.steps() {
-            for j in 0..sched.active[s] {
-                let to = row_index(tm, batch, steps, sched.order[j], s) * ow;
-                let from = sched.row(j, s) * ow;
-                output[to..to + ow].copy_from_slice(&last[from..from + ow]);
+        if !scatter_in_loop {
+            for s in 0..sched.steps() {
+                for j in 0..sched.active[s] {
+                    let to = row_index(tm, batch, steps, sched.order[j], s) * ow;
+                    let from = sched.row(j, s) * ow;
+                    output[to..to + ow].copy_from_slice(&last[from..from + ow]);
+                }
             }
         }
         for (b, &len) in lengths[..batch].iter().enumerate() {
@@ -541,8 +590,8 @@ impl Lstm {
                 rows: sched.active[s],
                 k: cell.input,
                 input: None,
-                h_prev: p.x.wrapping_add(sched.offset[s] * p.ld_x),
-                ld_h_prev: p.ld_x,
+                h_prev: p.x_rows(sched, s).0,
+                ld_h_prev: p.x_rows(sched, s).1,
                 w: cell.w_x_panels.as_ptr(),
                 ld_w: u4,
                 w_panel: cell.input * u4,
@@ -601,6 +650,7 @@ impl Lstm {
             let zx_rows = p.zx.wrapping_add(sched.offset[s] * gw);
             // With the projection in the time loop, the kernel sums `bias + x W_x + h W_h`
             // in one k loop (the same chain as projecting first).
+            let (x_rows, ld_x) = p.x_rows(sched, s);
             let (input, zx, ld_zx) = if pipelined {
                 (None, p.zx, gw)
             } else if p.x.is_null() {
@@ -608,8 +658,8 @@ impl Lstm {
             } else {
                 let part = InputPart {
                     kx: cell.input,
-                    x: p.x.wrapping_add((sched.offset[s] + j0) * p.ld_x),
-                    ld_x: p.ld_x * rs,
+                    x: x_rows.wrapping_add(j0 * ld_x),
+                    ld_x: ld_x * rs,
                     w: cell.w_x_panels.as_ptr(),
                     ld_w: u4,
                     w_panel: cell.input * u4,
@@ -675,6 +725,25 @@ impl Lstm {
                     }
                 }
             }
+            // This thread's part of the step's outputs, `lo..hi` of row `row`, into the
+            // caller's output when the time loop fills it.
+            let scatter = |row: usize, lo: usize, hi: usize| {
+                if p.final_out.is_null() || lo >= hi {
+                    return;
+                }
+                let to = row_index(p.time_major, p.batch, p.steps, sched.order[row], s) * r;
+                // SAFETY: `final_out` is `[B, T, r]` (one direction, so `r` is the
+                // output width) and the row of sequence `order[row]` at step `s` is inside
+                // it; no other thread writes these columns of that row. The source was
+                // written by this thread (its kernel call or projection) in this step.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        out_rows.add(row * out_ld + lo),
+                        p.final_out.add(to + lo),
+                        hi - lo,
+                    );
+                }
+            };
             if !direct {
                 match &cell.projection {
                     None => {
@@ -720,8 +789,15 @@ impl Lstm {
                                 )
                             });
                             project(m_row, proj, h_row, spec.proj_clip(), raw);
+                            scatter(row, 0, r);
                         }
                     }
+                }
+            }
+            if cell.projection.is_none() {
+                for row in (0..rows).map(row_of) {
+                    let (lo, hi) = if by_rows { (0, r) } else { (u_lo, u_hi) };
+                    scatter(row, lo, hi);
                 }
             }
             if pipelined {
