@@ -1,16 +1,19 @@
 //! `Lstm`: weights packed for one set of SIMD kernels and a thread count, and the fast
 //! forward pass over the packed-sequence schedule.
 //!
-//! Per layer and direction: the real tokens are gathered in schedule order, one product
-//! makes every step's input projection (bias folded in, columns already in the kernels'
-//! tile order; layers whose weights fit in L2 sum each step's in the step kernel's own
-//! `k` loop instead, given enough rows), then the time loop runs the fused step kernel on
-//! the active prefix of rows. When the layer's `W_h`
-//! fits in a core's L2, each thread runs its own sequences through every step and the
-//! threads never wait for each other; otherwise each thread owns the same tiles of hidden
-//! units (and so the same panels of `W_h`) at every step, and the threads meet at one
-//! spinning barrier per step (two when the layer projects); see [`Lstm::plan`]. Nothing is
-//! allocated and no thread is spawned inside the loop.
+//! Per layer and direction: the real tokens are gathered in schedule order (layer 0 is
+//! read in place when the sequences keep their order and each step reads its own rows),
+//! one product makes every step's input projection (bias folded in, columns already in
+//! the kernels' tile order; layers whose weights fit in L2 sum each step's in the step
+//! kernel's own `k` loop instead, given enough rows), then the time loop runs the fused
+//! step kernel on the active prefix of rows. When the layer's `W_h` fits in a core's L2
+//! and each thread gets a full register block of rows, each thread runs its own
+//! sequences through every step and the threads never wait for each other; otherwise
+//! each thread owns the same tiles of hidden units (and so the same panels of `W_h`) at
+//! every step, and the threads meet at one spinning barrier per step (two when the layer
+//! projects); see [`Lstm::plan`]. A one-direction stack's last layer writes its outputs
+//! to the caller's layout from inside the time loop. Nothing is allocated and no thread
+//! is spawned inside the loop.
 
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
@@ -38,13 +41,12 @@ pub struct LstmOptions {
     /// Threads; `None` uses every core.
     pub threads: Option<usize>,
     /// Where a layer's input projection runs: `Some(true)` inside the time loop, each
-    /// step's own (in the same `k` loop as its recurrent product; split by hidden units
-    /// on several threads, each thread projects the next step's inputs while the others
-    /// finish the step); `Some(false)` as one product over every step up front; `None`
-    /// decides per layer (in the time loop when a thread's slices of the layer's weights
-    /// fit in its L2 and it has 24 rows or more per step, or they fit with room to spare
-    /// and the batch has 32 sequences or more or the threads split the hidden units).
-    /// A matter of speed only: the results are the same bits either way.
+    /// step's own in the same `k` loop as its recurrent product; `Some(false)` as one
+    /// product over every step up front; `None` decides per layer (in the time loop when
+    /// a thread's slices of the layer's weights fit in its L2 and it has 24 rows or more
+    /// per step, or they fit with room to spare and the batch has 32 sequences or more
+    /// or the threads split the hidden units). A matter of speed only: the results are
+    /// the same bits either way.
     pub step_projection: Option<bool>,
     /// How the threads share a layer's time loop: `Some(true)` by sequences (each thread
     /// computes every hidden unit of its own rows, with no barrier between steps),
@@ -578,45 +580,6 @@ impl Lstm {
         // Without padding or projection the kernel writes h where it belongs.
         let direct = cell.projection.is_none() && h == hp;
         let spec = self.weights.spec();
-        let u4 = 4 * u;
-        // Split by units with the projection in the time loop, each thread computes the
-        // next step's `bias + x W_x` for its tiles (into `p.zx`, `[rows, gw]`) between
-        // arriving at the step's barrier and waiting there, and the step kernel then adds
-        // `h W_h`: the same chain as in one k loop, and a thread that arrives first
-        // works instead of spinning.
-        let pipelined = !by_rows && !p.x.is_null() && threads > 1;
-        let project_x = |s: usize| {
-            let raw = StepRaw {
-                rows: sched.active[s],
-                k: cell.input,
-                input: None,
-                h_prev: p.x_rows(sched, s).0,
-                ld_h_prev: p.x_rows(sched, s).1,
-                w: cell.w_x_panels.as_ptr(),
-                ld_w: u4,
-                w_panel: cell.input * u4,
-                zx: cell.bias.as_ptr(),
-                ld_zx: 0,
-                peep: None,
-                c: std::ptr::null_mut(),
-                ld_c: 0,
-                h_out: p.zx.cast_mut(),
-                ld_h_out: gw,
-                gates: None,
-                ld_gates: 0,
-                tiles: t_lo..t_hi,
-                forget_bias: 0.0,
-                cell_clip: f32::INFINITY,
-            };
-            // SAFETY: x holds `total` rows of `ld_x`, of which this step's are
-            // `offset[s]..offset[s] + active[s]`; `p.zx` holds `batch >= active[s]` rows
-            // of `gw`, of which this thread writes only its tiles' columns, and reads
-            // them only in its own step kernel call after this one.
-            unsafe { self.kernels.gemm_tiles_raw(&raw) }
-        };
-        if pipelined && sched.steps() > 0 {
-            project_x(0);
-        }
         for s in 0..sched.steps() {
             // Rows j0 + i * rs for i < rows (all of them when split by tiles).
             let rows = sched.active[s].saturating_sub(j0).div_ceil(rs);
@@ -651,11 +614,10 @@ impl Lstm {
             // With the projection in the time loop, the kernel sums `bias + x W_x + h W_h`
             // in one k loop (the same chain as projecting first).
             let (x_rows, ld_x) = p.x_rows(sched, s);
-            let (input, zx, ld_zx) = if pipelined {
-                (None, p.zx, gw)
-            } else if p.x.is_null() {
+            let (input, zx, ld_zx) = if p.x.is_null() {
                 (None, zx_rows.wrapping_add(j0 * gw), gw * rs)
             } else {
+                let u4 = 4 * u;
                 let part = InputPart {
                     kx: cell.input,
                     x: x_rows.wrapping_add(j0 * ld_x),
@@ -800,13 +762,7 @@ impl Lstm {
                     scatter(row, lo, hi);
                 }
             }
-            if pipelined {
-                let ticket = barrier.arrive();
-                if s + 1 < sched.steps() {
-                    project_x(s + 1);
-                }
-                barrier.wait_for(ticket);
-            } else if !by_rows {
+            if !by_rows {
                 barrier.wait();
             }
         }
@@ -858,9 +814,9 @@ impl Lstm {
     /// barrier every step (7-14% of `seed-ptb` forward spent there at 2 threads); each
     /// thread reads all of `W_h` instead of its half, from its own L2. With fewer rows
     /// each weight vector read from L2 feeds too few fmas: `infer-b8-h256-t100` at 2
-    /// threads (4 rows each by sequences, 8 rows in split blocks by units, with the
-    /// projection pipelined between the barriers) took 3.06 ms by sequences against
-    /// 2.66 by units (medians of 10 alternations).
+    /// threads (4 rows each by sequences; by units 8 rows in split blocks, the
+    /// projection in the k loop) took 3.06 ms by sequences against 2.66 by units
+    /// (medians of 10 alternations, before threads were bound to CPUs).
     ///
     /// `fuse`: each step computes its own input projection inside the step kernel's `k`
     /// loop ([`InputPart`]: `bias + x W_x + h W_h` in one pass, each thread for its own
@@ -878,10 +834,10 @@ impl Lstm {
     /// `infer-b8-h256-t100` (8 rows) 10% slower fused at 2 threads split by sequences,
     /// `infer-b1-h512` 2.7 times slower; at 1 thread `infer-b64-h1024` (32 MB of
     /// weights) 5-9% slower fused, `infer-b8-h256-t100` 6%. Split by units on several
-    /// threads, the projection runs in the time loop whenever the part fits with room
-    /// to spare: each thread computes the next step's `bias + x W_x` between arriving
-    /// at the step's barrier and waiting there, so that a thread that arrives first
-    /// works instead of spinning.
+    /// threads, the projection runs in the k loop whenever the part fits with room to
+    /// spare (each thread's half of `W_x` and `W_h` stays in its L2). Computing the
+    /// next step's `bias + x W_x` between arriving at the barrier and waiting there
+    /// instead was no faster and, in 3 of 8 runs, 1.5 times slower.
     ///
     /// [`LstmOptions`] can force either; the results are the same bits every way (each
     /// sum is the same chain of fmas whoever computes it).

@@ -17,8 +17,7 @@ pub fn engines() -> Vec<Engine> {
         for (threads, split_rows, step_projection) in [
             (1, None, None),
             (2, Some(false), Some(false)),
-            // Split by units with the projection in the time loop: each thread projects
-            // the next step's inputs between arriving at the barrier and waiting there.
+            // Split by units with the projection in the k loop (each thread's slices).
             (2, Some(false), Some(true)),
             (2, Some(true), Some(true)),
         ] {
