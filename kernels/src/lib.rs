@@ -24,7 +24,7 @@
 //!
 //! | ISA | `U` | `MR` | rows left over (`rows % MR`) |
 //! | --- | --- | --- | --- |
-//! | AVX-512F | 16 | 6 | with a full block before them, 1-4 rows join it in a split block of 7-10 rows (half a tile's gates per pass); alone, 1 row x 4 tiles, 2 x 3, 3 x 2 at a time |
+//! | AVX-512F | 16 | 6 | with a full block before them, 1-3 rows join it in a split block of 7-9 rows (half a tile's gates per pass); alone, 1 row x 4 tiles, 2 x 3, 3 x 2 at a time |
 //! | AVX2 + FMA | 8 | 3 | 1 row x 3 tiles at a time |
 //! | NEON | 4 | 6 | 1 row x 4 tiles, 2 x 3, 3 x 2 at a time |
 //! | scalar | 4 | 2 | 1 row x 2 tiles at a time |

@@ -212,7 +212,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], bound: &[f32], ctx: &str)
     }
 }
 
-// With AVX-512 (6-row blocks), 7 to 10 rows and 13, 16, 64 take a split block.
+// With AVX-512 (6-row blocks), 7, 8, 9 and 13 rows end in a split block.
 const ROWS: [usize; 11] = [1, 2, 3, 5, 7, 8, 9, 10, 13, 16, 64];
 const KS: [usize; 6] = [1, 3, 16, 17, 100, 256];
 const HS: [usize; 6] = [1, 5, 16, 17, 33, 64];

@@ -140,6 +140,9 @@ const NV: usize = 1;
 /// Rows per register block: 6 rows x 4 gates = 24 accumulators, plus 6
 /// broadcasts of `h_prev` and 1 weight vector: 31 of the 32 zmm registers.
 pub(crate) const MR: usize = 6;
+// Split blocks (see `step_kernel!`) take 1-3 leftover rows, whose own blocks feed 1-3
+// rows per weight vector; 4 leftover rows keep their (4, 1) block: as a 10-row split
+// block, `infer-b64-h1024` at 1 thread was 3% slower (4 alternations).
 
 crate::cell::step_kernel! {
     /// # Safety
@@ -148,7 +151,7 @@ crate::cell::step_kernel! {
     #[target_feature(enable = "avx512f")]
     fn step, __m512, NV = NV, MR = MR, plain = false, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
-    split = [7, 8, 9, 10]
+    split = [7, 8, 9]
 }
 
 crate::cell::step_kernel! {
@@ -161,7 +164,7 @@ crate::cell::step_kernel! {
     #[target_feature(enable = "avx512f")]
     fn gemm, __m512, NV = NV, MR = MR, plain = true, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
-    split = [7, 8, 9, 10]
+    split = [7, 8, 9]
 }
 
 /// # Safety
