@@ -35,11 +35,12 @@ impl SpinBarrier {
         }
         // Spin a little (a step's usual jitter is a few microseconds), then yield: past
         // that, the thread we wait for is likely not running, perhaps on our CPU (more
-        // workers than CPUs). 256 `pause`s are 1-12 us by CPU model. Measured on this
-        // project's 2-vCPU machine, `infer-b1-h512` at 2 threads (a barrier every 30 us):
-        // 4096 spins before yielding took 2-4 ms in runs where the scheduler had put both
-        // workers on one CPU, 256 took 0.9-2 ms; a time-based limit of 12 or 50 us
-        // (checking a clock every 64 spins) was slower than 256 spins in alternated runs.
+        // workers than CPUs). 256 `pause`s take 2 us here (8 ns each), longer on CPUs
+        // with a slower `pause`. Measured on this project's 2-vCPU machine,
+        // `infer-b1-h512` at 2 threads (a barrier every 30 us): 4096 spins before
+        // yielding took 2-4 ms in runs where the scheduler had put both workers on one
+        // CPU, 256 took 0.9-2 ms; spinning for 12 or 50 us by the clock (checked every
+        // 64 spins) was slower than 256 spins in alternated runs.
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
             if spins < 256 {
