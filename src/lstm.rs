@@ -51,9 +51,10 @@ pub struct LstmOptions {
     /// How the threads share a layer's time loop: `Some(true)` by sequences (each thread
     /// computes every hidden unit of its own rows, with no barrier between steps),
     /// `Some(false)` by hidden units (every row, a barrier each step); `None` decides per
-    /// layer (by sequences when the layer's `W_h` fits in a core's L2 and every thread
-    /// gets a full register block of rows: 6 with AVX-512 or NEON, 3 with AVX2). A matter of
-    /// speed only: the same bits either way.
+    /// layer (by sequences when the layer's `W_h`, and `W_x` too if each step projects
+    /// its own inputs, fit in a core's L2 and every thread gets a full register block of
+    /// rows: 6 with AVX-512 or NEON, 3 with AVX2). A matter of speed only: the same bits
+    /// either way.
     pub split_rows: Option<bool>,
     /// Whether each worker thread is bound to a CPU of its own (Linux; ignored
     /// elsewhere): `None` binds worker `i` to the `i`-th CPU of the caller's affinity
@@ -812,7 +813,11 @@ impl Lstm {
     /// ([`Kernels::mr`]). A sequence's step needs only its own previous state, so the
     /// threads then never wait for each other, where split by units they meet at a
     /// barrier every step (7-14% of `seed-ptb` forward spent there at 2 threads); each
-    /// thread reads all of `W_h` instead of its half, from its own L2. With fewer rows
+    /// thread reads all of `W_h` instead of its half, from its own L2 (and all of `W_x`
+    /// too when the projection runs in the k loop: then both must fit with room to
+    /// spare, or past L2 they come from L3 at every step; `seed-ptb`'s first layer,
+    /// 1.87 MB of them, made the forward 2% faster split by units, 4.85 -> 4.76 ms over
+    /// 8 alternations at 2 threads, with training unchanged). With fewer rows
     /// each weight vector read from L2 feeds too few fmas: `infer-b8-h256-t100` at 2
     /// threads (4 rows each by sequences; by units 8 rows in split blocks, the
     /// projection in the k loop) took 3.06 ms by sequences against 2.66 by units
@@ -848,29 +853,35 @@ impl Lstm {
         let room = l2_bytes() * 3 / 5;
         let panel_bytes = |tiles: usize, k: usize| tiles * k * 4 * u * std::mem::size_of::<f32>();
         let tiles = cell.padded / u;
+        // Whether the projection runs in the k loop, for either split.
+        let fuse_for = |by_rows: bool| {
+            let mine = if by_rows {
+                tiles
+            } else {
+                tiles.div_ceil(self.threads)
+            };
+            let rows_each = if by_rows { batch / self.threads } else { batch };
+            let part = panel_bytes(mine, cell.input + cell.recurrent);
+            match self.step_projection {
+                Some(forced) => forced,
+                None => {
+                    (rows_each >= FUSE_ROWS && part <= l2_bytes())
+                        || (batch >= MIN_ROWS && part <= room)
+                        || (!by_rows && self.threads > 1 && part <= room)
+                }
+            }
+        };
         let by_rows = self.threads > 1
             && match self.split_rows {
                 Some(forced) => forced,
                 None => {
                     batch / self.threads >= self.kernels.mr()
                         && panel_bytes(tiles, cell.recurrent) <= room
+                        && (!fuse_for(true)
+                            || panel_bytes(tiles, cell.input + cell.recurrent) <= room)
                 }
             };
-        let mine = if by_rows {
-            tiles
-        } else {
-            tiles.div_ceil(self.threads)
-        };
-        let rows_each = if by_rows { batch / self.threads } else { batch };
-        let part = panel_bytes(mine, cell.input + cell.recurrent);
-        let fuse = match self.step_projection {
-            Some(forced) => forced,
-            None => {
-                (rows_each >= FUSE_ROWS && part <= l2_bytes())
-                    || (batch >= MIN_ROWS && part <= room)
-                    || (!by_rows && self.threads > 1 && part <= room)
-            }
-        };
+        let fuse = fuse_for(by_rows);
         (by_rows, fuse)
     }
 
