@@ -33,17 +33,17 @@ impl SpinBarrier {
             self.generation.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        // Spin a little (a step's usual jitter is a few microseconds), then yield: past
-        // that, the thread we wait for is likely not running, perhaps on our CPU (more
-        // workers than CPUs). 256 `pause`s take 2 us here (8 ns each), longer on CPUs
-        // with a slower `pause`. Measured on this project's 2-vCPU machine,
-        // `infer-b1-h512` at 2 threads (a barrier every 30 us): 4096 spins before
-        // yielding took 2-4 ms in runs where the scheduler had put both workers on one
-        // CPU, 256 took 0.9-2 ms; spinning for 12 or 50 us by the clock (checked every
-        // 64 spins) was slower than 256 spins in alternated runs.
+        // Spin a very little, then yield until the generation turns. Measured on this
+        // project's 2-vCPU machine with `infer-b1-h512` at 2 threads (a barrier every
+        // 30 us), workers bound to CPUs, 5 alternations: 64 spins (0.5 us here, 8 ns per
+        // `pause`) 0.885 ms, 0 spins 0.892, 256 spins 0.928, 1024 or more 1.9-2.1 ms;
+        // `infer-b8-h256-t100` 2.46 ms with 64 spins against 2.49 with 256. Spinning
+        // takes cycles the other vCPU needs on its host, and yielding costs 0.15 us. With
+        // workers left unbound, 4096 spins took 2-4 ms on `infer-b1-h512` whenever the
+        // scheduler had put both workers on one CPU.
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
-            if spins < 256 {
+            if spins < 64 {
                 std::hint::spin_loop();
                 spins += 1;
             } else {
