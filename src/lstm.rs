@@ -25,7 +25,7 @@ use crate::barrier::SpinBarrier;
 use crate::error::{Error, Result};
 use crate::forward::{prepare, ForwardInput, Workspace};
 use crate::packed::{pack_all, repack_into, PackedCell};
-use crate::panel_gemm::Panels;
+use crate::panel_gemm::{gemm_raw, Panels, ROWS_PER_CALL};
 use crate::pool::thread_pool;
 use crate::reference::row_index;
 use crate::schedule::Schedule;
@@ -106,6 +106,10 @@ struct Shared {
     /// The caller's output `[B, T, ow]` (or `[T, B, ow]`), which the last layer's
     /// threads fill step by step (null: the caller's thread does it after the loop).
     final_out: *mut f32,
+    /// The layer's inputs `[total, ld_x]` when the time loop's threads compute the
+    /// projection up front themselves, each its own tiles for every row, before their
+    /// first step (null otherwise).
+    project: *const f32,
     /// The caller's layout: time-major, `B`, `T` (for `final_out`).
     time_major: bool,
     batch: usize,
@@ -419,8 +423,11 @@ impl Lstm {
                 };
 
                 // Every step's input projection at once, bias folded in, in tile order
-                // (or step by step in the time loop).
-                if !fuse {
+                // (or step by step in the time loop). Split by units, each thread's tiles
+                // of the projection are the ones its steps read: the time loop's threads
+                // compute them first, in the same broadcast.
+                let project_in_loop = !fuse && !by_rows;
+                if !fuse && !project_in_loop {
                     let u4 = 4 * self.kernels.unit_tile();
                     let w_x = Panels::packed(&cell.w_x_panels, in_w, u4);
                     self.panel_gemm(total, x, in_w, w_x, &cell.bias, &mut f.zx, gw);
@@ -446,6 +453,11 @@ impl Lstm {
                     zx: f.zx.as_ptr(),
                     x: if fuse { x.as_ptr() } else { std::ptr::null() },
                     ld_x: in_w,
+                    project: if project_in_loop {
+                        x.as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
                     x_in_place,
                     final_out: if scatter_in_loop && l + 1 == spec.num_layers() {
                         output.as_mut_ptr()
@@ -581,6 +593,32 @@ impl Lstm {
         // Without padding or projection the kernel writes h where it belongs.
         let direct = cell.projection.is_none() && h == hp;
         let spec = self.weights.spec();
+        if !p.project.is_null() {
+            // Split by units: this thread's tiles of every step's projection, as
+            // `panel_gemm` would split them, without a broadcast of its own.
+            let (total, u4) = (sched.total(), 4 * u);
+            let w_x = Panels::packed(&cell.w_x_panels, cell.input, u4);
+            let mut r0 = 0;
+            while r0 < total {
+                let n = ROWS_PER_CALL.min(total - r0);
+                let raw = gemm_raw(
+                    n,
+                    p.project.wrapping_add(r0 * p.ld_x),
+                    p.ld_x,
+                    &w_x,
+                    cell.bias.as_ptr(),
+                    p.zx.cast_mut().wrapping_add(r0 * gw),
+                    gw,
+                    t_lo..t_hi,
+                );
+                // SAFETY: `project` holds `total` rows of `ld_x >= input` floats, `zx`
+                // `total` rows of `gw`, the packed `W_x` and the bias every tile; this
+                // thread writes only its tiles' columns of `zx`, which only its own steps
+                // read, after this.
+                unsafe { self.kernels.gemm_tiles_raw(&raw) };
+                r0 += n;
+            }
+        }
         for s in 0..sched.steps() {
             // Rows j0 + i * rs for i < rows (all of them when split by tiles).
             let rows = sched.active[s].saturating_sub(j0).div_ceil(rs);

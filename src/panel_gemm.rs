@@ -44,6 +44,15 @@ impl<'a> Panels<'a> {
     }
 }
 
+/// Rows per kernel call. Within a call the kernel takes the panels one by one and runs
+/// every row against each, so each call reloads every panel (from L3 once they outgrow
+/// L2) while `a` streams past it: fewer, longer calls reload less. Measured in-process,
+/// alternating chunk sizes call by call, 2 threads: 768 rows against 64 made
+/// `infer-b64-h1024` forward 8% faster (186.5 -> 172.1 ms), `train-b32-h512` 15%
+/// (89.6 -> 76.2 ms) and `seed-ptb` training 3% (43.7 -> 42.3 ms); a single call for all
+/// rows was within 2% of 768, except `seed-ptb` training (7% slower).
+pub(crate) const ROWS_PER_CALL: usize = 768;
+
 /// Kernel arguments of a GEMM: `out[r] = init + a[r] · B` (see [`Lstm::panel_gemm`]).
 #[allow(clippy::too_many_arguments)] // the operands of one product
 pub(crate) fn gemm_raw(
@@ -103,14 +112,6 @@ impl Lstm {
     ) {
         /// Below this many rows the threads split the column panels whatever their count.
         const FEW_ROWS: usize = 128;
-        /// Rows per kernel call. Within a call the kernel takes the panels one by one and
-        /// runs every row against each, so each call reloads every panel (from L3 once they
-        /// outgrow L2) while `a` streams past it: fewer, longer calls reload less. Measured
-        /// in-process, alternating chunk sizes call by call, 2 threads: 768 rows against
-        /// 64 made `infer-b64-h1024` forward 8% faster (186.5 -> 172.1 ms), `train-b32-h512`
-        /// 15% (89.6 -> 76.2 ms) and `seed-ptb` training 3% (43.7 -> 42.3 ms); a single call
-        /// for all rows was within 2% of 768, except `seed-ptb` training (7% slower).
-        const ROWS_PER_CALL: usize = 768;
         let u4 = 4 * self.kernels().unit_tile();
         let (nt, k) = (b.tiles, b.k);
         if rows == 0 || nt == 0 {
