@@ -695,9 +695,11 @@ impl Lstm {
                 cell_clip: spec.cell_clip().unwrap_or(f32::INFINITY),
             };
             if !by_rows && s > 0 {
-                // Split by units, the other threads' cores just wrote most of each h_prev row: ask
-                // for all of it now, so that its lines cross between the cores while
-                // the kernel's first tile runs, not one demand miss at a time.
+                // Split by units, the other threads' cores just wrote most of each h_prev
+                // row: ask for all of it now, so that its lines cross between the cores
+                // while the kernel's first tile runs, not one demand miss at a time. At 2
+                // threads (5 alternations): `infer-b8-h256-t100` 2.55 -> 2.46 ms,
+                // `infer-b1-h512` 0.898 -> 0.855 ms, `seed-ptb` forward unchanged.
                 for row in 0..rows {
                     let at = h_prev.wrapping_add(row * ld_h_prev);
                     for b in (0..r).step_by(16) {
@@ -706,7 +708,9 @@ impl Lstm {
                 }
             }
             // SAFETY: h_prev (rows x r), zx (rows x gw), c and h_out (rows x hp, or the
-            // output rows of this step) lie inside their buffers; this thread's part
+            // output rows of this step) lie inside their buffers, and so do the input rows
+            // (packed, or the caller's `[B, T, I]` read in place: row j of step s is
+            // sequence j < B at time s < T); this thread's part
             // (tiles, or rows) is disjoint from every other thread's; h_prev is the
             // previous step's rows (or h0), which nobody writes during this step (split
             // by rows, only this thread wrote or reads its rows); the clip is +inf or a
@@ -854,12 +858,13 @@ impl Lstm {
     /// thread reads all of `W_h` instead of its half, from its own L2 (and all of `W_x`
     /// too when the projection runs in the k loop: then both must fit with room to
     /// spare, or past L2 they come from L3 at every step; `seed-ptb`'s first layer,
-    /// 1.87 MB of them, made the forward 2% faster split by units, 4.85 -> 4.76 ms over
-    /// 8 alternations at 2 threads, with training unchanged). With fewer rows
-    /// each weight vector read from L2 feeds too few fmas: `infer-b8-h256-t100` at 2
-    /// threads (4 rows each by sequences; by units 8 rows in split blocks, the
-    /// projection in the k loop) took 3.06 ms by sequences against 2.66 by units
-    /// (medians of 10 alternations, before threads were bound to CPUs).
+    /// 1.87 MB of them, made the forward 2% faster split by units, 4.85 -> 4.74 ms over
+    /// 4 alternations at 2 threads, with training unchanged). With fewer rows each
+    /// weight vector read from L2 feeds too few fmas: `infer-b8-h256-t100` at 2 threads
+    /// (4 rows each by sequences, 8 rows in split blocks by units) took 3.06 ms by
+    /// sequences against 2.66 by units (medians of 10 alternations, before threads were
+    /// bound to CPUs, with a variant of the projection since replaced by the k loop's,
+    /// which measured 2.82 against its 3.02).
     ///
     /// `fuse`: each step computes its own input projection inside the step kernel's `k`
     /// loop ([`InputPart`]: `bias + x W_x + h W_h` in one pass, each thread for its own

@@ -3,9 +3,9 @@
 //! The time loops hand every worker an equal share of each step, so a step lasts as long
 //! as its slowest worker. Left to the Linux scheduler, two workers woken together are
 //! sometimes put on the same CPU and stay there for whole calls: measured on this
-//! project's 2-vCPU machine, `infer-b1-h512` at 2 threads then took 3-4 ms instead of
-//! 0.9 ms in 4 of 6 runs (each barrier waited for a worker that could not run). Bound to
-//! distinct CPUs, 6 runs of 6 took 0.92-1.32 ms. OpenMP runtimes avoid the same trap by
+//! project's 2-vCPU machine, `infer-b1-h512` at 2 threads then took 3.1-4.1 ms instead
+//! of 1.0 ms in 5 of 6 runs (each barrier waited for a worker that could not run). Bound
+//! to distinct CPUs, 6 runs of 6 took 0.92-1.32 ms. OpenMP runtimes avoid the same trap by
 //! spinning between parallel regions (and `OMP_PROC_BIND`); ONNX Runtime binds its
 //! workers by default.
 

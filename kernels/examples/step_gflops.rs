@@ -53,8 +53,7 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool, gemm: boo
     let steps = ((5e9 / flop) as usize).clamp(3, 100_000);
     let mut best = f64::INFINITY;
     for _ in 0..20 {
-        let wall = Instant::now();
-        let t = wall;
+        let t = Instant::now();
         for _ in 0..steps {
             if gemm {
                 let raw = StepRaw {

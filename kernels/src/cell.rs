@@ -480,9 +480,9 @@ unsafe fn unit<V: Vector, const NV: usize, const W: usize, const PEEP: bool>(
 /// half of each panel row (half the gates' accumulators at a time), so every
 /// weight vector loaded feeds all of them. For AVX-512, 8 rows as one split
 /// block instead of 6 + 2 (whose `(2, 3)` block re-reads three panels from L2 for
-/// 2 rows each) read each panel once, at 8 fmas per weight vector: a 1-thread
-/// `infer-b8-h256-t100` step went from 167 to 192 GFLOP/s in `step_gflops`, and
-/// 8 rows is what each thread computes there at 2 threads split by units.
+/// 2 rows each) read each panel once, at 8 fmas per weight vector: `step_gflops`
+/// at 8 rows, k = 256, H = 128 (what each thread of `infer-b8-h256-t100` computes at
+/// 2 threads split by units) went from 167 to 192 GFLOP/s.
 macro_rules! step_kernel {
     (
         $(#[$attr:meta])*
@@ -516,7 +516,7 @@ macro_rules! step_kernel {
                     )
                 }
             }
-            /// `f`, then the epilogue on its sums.
+            /// The epilogue of a block whose gate sums are in `acc`.
             #[inline(always)]
             unsafe fn finish<const R: usize, const T: usize, const M: usize>(
                 a: &$crate::cell::StepRaw,
@@ -609,14 +609,13 @@ macro_rules! step_kernel {
             let mut rem = a.rows % $MR;
             let mut full = a.rows - rem;
             // A split block takes the last full block and the remainder together when
-            // they make `SPLIT` rows.
-            let split = if full >= $MR && [$($sr),*].contains(&(rem + $MR)) {
+            // `split` lists their row count.
+            let mut split = 0;
+            if full >= $MR && [$($sr),*].contains(&(rem + $MR)) {
+                split = rem + $MR;
                 full -= $MR;
                 rem = 0;
-                $MR + a.rows % $MR
-            } else {
-                0
-            };
+            }
             #[allow(clippy::match_single_binding)]
             let group: usize = match rem {
                 $($gr => $gt,)*
