@@ -1,11 +1,12 @@
 //! The benchmark suite (the shared `BENCH_SHAPES.md`): names, shapes, inputs and the FLOP
 //! count, used by the criterion benches and the `bench` example alike.
 
-use crate::error::Result;
-use crate::forward::ForwardInput;
-use crate::lstm::{Lstm, LstmOptions};
-use crate::spec::LstmSpec;
-use crate::weights::{LstmWeights, SplitMix64};
+use crate::api::input::ForwardInput;
+use crate::api::lstm::Lstm;
+use crate::api::options::LstmOptions;
+use crate::model::error::Result;
+use crate::model::spec::LstmSpec;
+use crate::model::weights::{LstmWeights, SplitMix64};
 
 /// What a shape measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,11 +187,21 @@ pub fn sgemm_ceiling_once(shape: &BenchShape, threads: usize, bufs: &mut SgemmBu
     let t0 = std::time::Instant::now();
     for (l, &(i, h)) in shape.layers.iter().enumerate() {
         let (a, b, c) = bufs.get(l, total * i, i * 4 * h, total * 4 * h);
-        crate::gemm::sgemm(threads, (total, 4 * h, i), a, i, b, 4 * h, c, 4 * h, true);
+        crate::engine::sgemm::sgemm(threads, (total, 4 * h, i), a, i, b, 4 * h, c, 4 * h, true);
         for s in 0..shape.steps {
             let active = lens.iter().filter(|&&len| len as usize > s).count();
             let (hs, w, z) = bufs.get(l + 8, active * h, h * 4 * h, active * 4 * h);
-            crate::gemm::sgemm(threads, (active, 4 * h, h), hs, h, w, 4 * h, z, 4 * h, true);
+            crate::engine::sgemm::sgemm(
+                threads,
+                (active, 4 * h, h),
+                hs,
+                h,
+                w,
+                4 * h,
+                z,
+                4 * h,
+                true,
+            );
         }
     }
     t0.elapsed().as_secs_f64()

@@ -7,14 +7,20 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
+use crate::api::input::ForwardInput;
+use crate::api::input::InitialState;
+use crate::api::lstm::Lstm;
+use crate::api::options::LstmOptions;
+use crate::api::train::Upstream;
+use crate::api::workspace::Workspace;
 use crate::lm::{LanguageModel, LmWorkspace};
-use crate::lstm::{Lstm, LstmOptions};
-use crate::reference_grad::{self, Upstream};
-use crate::spec::LstmSpec;
-use crate::tensors::Tensors;
-use crate::weights::{Convention, LstmWeights};
+use crate::model::error::{Error, Result};
+use crate::model::spec::LstmSpec;
+use crate::model::state::CellState;
+use crate::model::state::LstmState;
+use crate::model::tensors::Tensors;
+use crate::model::weights::{Convention, LstmWeights};
+use crate::reference;
 
 /// `abs(got - want) <= abs + rel * abs(want)` passes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -624,7 +630,7 @@ impl GoldenCase {
     /// The crate's gradients, paired with every `expected/grad/...` tensor of the case.
     ///
     /// The reference engine uses the f64 reference backward
-    /// ([`reference_grad::gradients`]); the fast one [`Lstm::forward_training`] and
+    /// ([`reference::gradients`]); the fast one [`Lstm::forward_training`] and
     /// [`Lstm::backward`].
     fn gradients(
         &self,
@@ -680,9 +686,9 @@ impl GoldenCase {
             final_state: gfs.as_ref(),
         };
         let g = match &fast {
-            None => reference_grad::gradients(weights, fi, &upstream)?,
+            None => reference::gradients(weights, fi, &upstream)?,
             Some((lstm, reserve)) => {
-                let mut g = crate::train::Gradients::zeros(spec, fi.batch, fi.steps);
+                let mut g = crate::api::train::Gradients::zeros(spec, fi.batch, fi.steps);
                 lstm.backward(fi, reserve, &upstream, &mut ws, &mut g)?;
                 g
             }
@@ -905,8 +911,13 @@ impl<'a> LanguageModelTensors<'a> {
         for b in 0..self.batch {
             for t in 0..self.steps {
                 let id = self.ids[b * self.steps + t] as usize;
-                let row =
-                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                let row = crate::model::layout::row_index(
+                    spec.time_major(),
+                    self.batch,
+                    self.steps,
+                    b,
+                    t,
+                );
                 x[row * e..(row + 1) * e].copy_from_slice(&self.embedding[id * e..(id + 1) * e]);
             }
         }
@@ -923,8 +934,13 @@ impl<'a> LanguageModelTensors<'a> {
         let mut logits = vec![0.0f64; v];
         for b in 0..self.batch {
             for t in 0..self.steps {
-                let row =
-                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                let row = crate::model::layout::row_index(
+                    spec.time_major(),
+                    self.batch,
+                    self.steps,
+                    b,
+                    t,
+                );
                 let hrow = &output[row * h..(row + 1) * h];
                 logits
                     .iter_mut()
@@ -970,8 +986,13 @@ impl<'a> LanguageModelTensors<'a> {
         for b in 0..self.batch {
             for t in 0..self.steps {
                 let id = self.ids[b * self.steps + t] as usize;
-                let row =
-                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                let row = crate::model::layout::row_index(
+                    spec.time_major(),
+                    self.batch,
+                    self.steps,
+                    b,
+                    t,
+                );
                 g[id * e..(id + 1) * e]
                     .iter_mut()
                     .zip(&d_input[row * e..(row + 1) * e])
@@ -989,8 +1010,13 @@ impl<'a> LanguageModelTensors<'a> {
         let mut cost = 0.0f64;
         for b in 0..self.batch {
             for t in 0..self.steps {
-                let row =
-                    crate::reference::row_index(spec.time_major(), self.batch, self.steps, b, t);
+                let row = crate::model::layout::row_index(
+                    spec.time_major(),
+                    self.batch,
+                    self.steps,
+                    b,
+                    t,
+                );
                 let hrow = &output[row * h..(row + 1) * h];
                 let out = &mut logits[(b * self.steps + t) * v..(b * self.steps + t + 1) * v];
                 out.copy_from_slice(self.softmax_b);

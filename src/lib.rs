@@ -17,7 +17,12 @@
 //!   allocate; it holds the output and the final state after a pass.
 //!
 //! [`reference::forward`] is the plain scalar implementation of the same contract, kept as
-//! the oracle every fast path is tested against.
+//! the oracle every fast path is tested against, and [`reference::gradients`] the f64
+//! backward every gradient is tested against.
+//!
+//! The crate's layers (`ARCHITECTURE.md` has the map): `model` (what an LSTM is) <-
+//! `engine` (how it runs) <- `api` (what a user holds) <- the oracles, the language
+//! model, the golden checker and the benchmark suite.
 //!
 //! # Example
 //! A two-layer stack of widths 256 and 128, as in the classic Penn Treebank model, over a
@@ -44,37 +49,31 @@
 //! # Ok::<(), lstm_kernels::Error>(())
 //! ```
 
-#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
-mod aligned;
-mod barrier;
+mod api;
 pub mod bench;
-mod bptt;
-pub mod error;
-pub mod forward;
-mod gemm;
+mod engine;
 pub mod golden;
 pub mod lm;
-mod lstm;
-mod packed;
-mod panel_gemm;
-mod pool;
+mod model;
 pub mod reference;
-pub mod reference_grad;
-mod schedule;
-pub mod spec;
-pub mod tensors;
-mod train;
-pub mod weights;
 
-pub use error::{Error, Result};
-pub use forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
-pub use lstm::{Lstm, LstmOptions};
+pub use api::input::{ForwardInput, InitialState};
+pub use api::lstm::Lstm;
+pub use api::options::LstmOptions;
+pub use api::train::{Gradients, TrainReserve, Upstream};
+pub use api::workspace::Workspace;
 pub use lstm_kernels_simd::{available_isas, bounds, Isa};
-pub use spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
-pub use tensors::{Tensor, TensorData, Tensors};
-pub use train::{Gradients, TrainReserve, Upstream};
-pub use weights::{
+pub use model::error::{Error, Result};
+pub use model::spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
+pub use model::state::{CellState, LstmState};
+pub use model::tensors::{Tensor, TensorData, Tensors};
+pub use model::weights::{
     CellParams, CellWeights, Convention, GateOrder, Layout, LstmWeights, Matrix, SplitMix64,
 };
 

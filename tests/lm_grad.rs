@@ -5,8 +5,8 @@
 use lstm_kernels::lm::softmax::{softmax_cross_entropy, SoftmaxGrads, SoftmaxWorkspace};
 use lstm_kernels::lm::{mse_head, LanguageModel, LmConfig, LmWorkspace, PaddedBatch};
 use lstm_kernels::{
-    reference_grad, ForwardInput, InitialState, Lstm, LstmOptions, LstmSpec, LstmWeights,
-    SplitMix64, Tensors, Upstream, Workspace,
+    reference, ForwardInput, InitialState, Lstm, LstmOptions, LstmSpec, LstmWeights, SplitMix64,
+    Tensors, Upstream, Workspace,
 };
 
 /// The seed's cost in f64: `scale * sum of -ln softmax(h W + b)[target]`.
@@ -464,7 +464,7 @@ fn padded_batches_cost_nothing_for_padding() {
     let fi = ForwardInput::new(&x, 3, 5)
         .sequence_length(batch.lengths())
         .initial_state(InitialState::Zeros);
-    let want = reference_grad::gradients(
+    let want = reference::gradients(
         lstm.weights(),
         &fi,
         &Upstream {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{isas, random_input, random_state};
-use lstm_kernels::reference_grad;
+use lstm_kernels::reference;
 use lstm_kernels::{
     ForwardInput, Gradients, InitialState, Lstm, LstmOptions, LstmSpec, LstmState, LstmWeights,
     SplitMix64, Upstream, Workspace,
@@ -107,7 +107,7 @@ fn every_isa_matches_the_reference_backward() {
             output: Some(&gout),
             final_state: Some(&gfs),
         };
-        let want = flat(&reference_grad::gradients(&w, &input, &up).unwrap());
+        let want = flat(&reference::gradients(&w, &input, &up).unwrap());
         for isa in isas() {
             for threads in [1, 2] {
                 let lstm = Lstm::with_options(

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
-use crate::lstm::LstmOptions;
-use crate::tensors::Tensors;
+use crate::api::options::LstmOptions;
+use crate::model::error::{Error, Result};
+use crate::model::tensors::Tensors;
 
 use super::model::LanguageModel;
 use super::LmConfig;

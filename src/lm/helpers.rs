@@ -3,11 +3,12 @@
 //! scheduler so that padding costs nothing; and a dense head with a mean-squared-error
 //! loss on the LSTM's outputs (the seed's regression example).
 
-use crate::error::{Error, Result};
-use crate::forward::{ForwardInput, Workspace};
-use crate::lstm::Lstm;
-use crate::train::Gradients;
-use crate::weights::LstmWeights;
+use crate::api::input::ForwardInput;
+use crate::api::lstm::Lstm;
+use crate::api::train::Gradients;
+use crate::api::workspace::Workspace;
+use crate::model::error::{Error, Result};
+use crate::model::weights::LstmWeights;
 
 use super::model::lstm_backward;
 

@@ -33,7 +33,7 @@ pub use ptb::{Batch, Batches, PtbData, Vocabulary, EOS};
 pub use softmax::{softmax_cross_entropy, SoftmaxGrads, SoftmaxWorkspace};
 pub use train::{run_epoch, EpochOptions, EpochReport, StepInfo};
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
 
 /// The hyper-parameters of a language model and its training, named as in TensorFlow's
 /// `ptb_word_lm.py`.

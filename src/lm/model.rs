@@ -6,14 +6,19 @@ use std::sync::Arc;
 
 use rayon::ThreadPool;
 
-use crate::error::{Error, Result};
-use crate::forward::{CellState, ForwardInput, InitialState, LstmState, Workspace};
-use crate::lstm::{Lstm, LstmOptions};
-use crate::pool::thread_pool;
-use crate::spec::LstmSpec;
-use crate::tensors::Tensors;
-use crate::train::{Gradients, TrainReserve, Upstream};
-use crate::weights::{CellParams, GateOrder, Layout, LstmWeights, Matrix, SplitMix64};
+use crate::api::input::ForwardInput;
+use crate::api::input::InitialState;
+use crate::api::lstm::Lstm;
+use crate::api::options::LstmOptions;
+use crate::api::train::{Gradients, TrainReserve, Upstream};
+use crate::api::workspace::Workspace;
+use crate::engine::pool::thread_pool;
+use crate::model::error::{Error, Result};
+use crate::model::spec::LstmSpec;
+use crate::model::state::CellState;
+use crate::model::state::LstmState;
+use crate::model::tensors::Tensors;
+use crate::model::weights::{CellParams, GateOrder, Layout, LstmWeights, Matrix, SplitMix64};
 
 use super::softmax::{softmax_cross_entropy, SoftmaxGrads, SoftmaxWorkspace};
 use super::LmConfig;
@@ -249,7 +254,8 @@ impl LanguageModel {
         let spec = LstmSpec::builder(config.embedding_size, &config.hidden_sizes)
             .forget_bias(config.forget_bias)
             .build()?;
-        let stack = LstmWeights::from_tensors(&spec, t, crate::weights::Convention::TensorFlow)?;
+        let stack =
+            LstmWeights::from_tensors(&spec, t, crate::model::weights::Convention::TensorFlow)?;
         let v = config.vocab_size;
         let h = spec.output_size();
         let embedding = t.f32_shaped("embedding", &[v, config.embedding_size])?;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
 
 /// The end-of-sentence token, one per line.
 pub const EOS: &str = "<eos>";

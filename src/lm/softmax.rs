@@ -14,8 +14,8 @@
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
-use crate::gemm::{gemm_op, Operand};
+use crate::engine::sgemm::{gemm_op, Operand};
+use crate::model::error::{Error, Result};
 
 /// Rows per tile: `256 x V` logits (10 MB at `V = 10,000`) stay in the last-level cache,
 /// and 256 rows are deep enough for the weight-gradient sgemm (its `k`).
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn avx2_and_baseline_bodies_agree_bitwise() {
-        let mut rng = crate::weights::SplitMix64::new(3);
+        let mut rng = crate::model::weights::SplitMix64::new(3);
         let row = rng.uniform_vec(1003, -30.0, 5.0);
         for backward in [false, true] {
             // `row_loss_body` inlined here runs on the baseline ISA; `row_loss` on AVX2

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::model::error::Result;
 
 use super::model::{LanguageModel, LmWorkspace};
 use super::ptb::Batches;
@@ -54,7 +54,7 @@ pub struct EpochReport {
 
 /// The dropout seed of one window: every (run seed, epoch, step) its own stream.
 pub fn dropout_seed(seed: u64, epoch: usize, step: usize) -> u64 {
-    let mut r = crate::weights::SplitMix64::new(seed ^ ((epoch as u64) << 40) ^ step as u64);
+    let mut r = crate::model::weights::SplitMix64::new(seed ^ ((epoch as u64) << 40) ^ step as u64);
     r.next_u64()
 }
 
@@ -134,7 +134,7 @@ impl SeedStep {
         let config = LmConfig::seed();
         let model = LanguageModel::new(&config, 1, Some(threads))?;
         let ws = LmWorkspace::new(&model, config.batch_size, config.num_steps);
-        let mut rng = crate::weights::SplitMix64::new(2);
+        let mut rng = crate::model::weights::SplitMix64::new(2);
         let n = config.batch_size * config.num_steps;
         let v = config.vocab_size as u64;
         let mut ids = || -> Vec<i32> { (0..n).map(|_| (rng.next_u64() % v) as i32).collect() };

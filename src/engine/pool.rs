@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
+
+use super::plan::pin_workers;
 
 /// The pool for `threads` threads (`None` meaning every core): `None` for one thread,
 /// whose work the caller's thread does. `pin`: bind worker `i` to the `i`-th CPU the
@@ -36,11 +38,10 @@ pub(crate) fn thread_pool(
         return Ok(None);
     }
     let cpus = allowed_cpus();
-    let cpus: Vec<usize> = match pin {
-        Some(false) => Vec::new(),
-        Some(true) => cpus,
-        None if cpus.len() >= threads => cpus,
-        None => Vec::new(),
+    let cpus = if pin_workers(pin, cpus.len(), threads) {
+        cpus
+    } else {
+        Vec::new()
     };
     ThreadPoolBuilder::new()
         .num_threads(threads)

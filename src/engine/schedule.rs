@@ -68,40 +68,48 @@ impl Schedule {
     pub fn reversed_row(&self, j: usize, s: usize) -> usize {
         self.offset[self.lens[j] - 1 - s] + j
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_offsets_and_reversal() {
-        let mut s = Schedule::default();
-        s.rebuild(&[3, 0, 5, 3, 1]);
-        assert_eq!(s.order, vec![2, 0, 3, 4, 1]);
-        assert_eq!(s.lens, vec![5, 3, 3, 1, 0]);
-        assert_eq!(s.active, vec![4, 3, 3, 1, 1]);
-        assert_eq!(s.offset, vec![0, 4, 7, 10, 11, 12]);
-        assert_eq!(s.total(), 12);
-        // Every real token has exactly one packed row, and reversal is a permutation.
-        let mut seen = vec![false; s.total()];
-        for j in 0..5 {
-            for step in 0..s.lens[j] {
-                let r = s.reversed_row(j, step);
-                assert!(!seen[r]);
-                seen[r] = true;
-                assert_eq!(s.reversed_row(j, s.lens[j] - 1 - step), s.row(j, step));
-            }
-        }
-        assert!(seen.iter().all(|&x| x));
+    /// Copies `width` floats for every real token (row `j < active[s]` of step `s`) from
+    /// `src[src_at(j, s)..]` to `dst[dst_at(j, s)..]`: how rows move between the caller's
+    /// layout, the schedule's packed order and a backward direction's reversed order.
+    pub fn copy_tokens(
+        &self,
+        width: usize,
+        src: &[f32],
+        src_at: impl Fn(usize, usize) -> usize,
+        dst: &mut [f32],
+        dst_at: impl Fn(usize, usize) -> usize,
+    ) {
+        self.each_token(|j, s| {
+            let (from, to) = (src_at(j, s), dst_at(j, s));
+            dst[to..to + width].copy_from_slice(&src[from..from + width]);
+        });
     }
 
-    #[test]
-    fn varlen_bench_lengths_do_half_the_work() {
-        let lens: Vec<usize> = (0..64).map(|i| 1 + (i * 37 + 11) % 100).collect();
-        let mut s = Schedule::default();
-        s.rebuild(&lens);
-        assert_eq!(s.total(), 3260);
-        assert_eq!(s.steps(), 100);
+    /// As [`Schedule::copy_tokens`], adding into `dst` instead of overwriting it.
+    pub fn add_tokens(
+        &self,
+        width: usize,
+        src: &[f32],
+        src_at: impl Fn(usize, usize) -> usize,
+        dst: &mut [f32],
+        dst_at: impl Fn(usize, usize) -> usize,
+    ) {
+        self.each_token(|j, s| {
+            let (from, to) = (src_at(j, s), dst_at(j, s));
+            dst[to..to + width]
+                .iter_mut()
+                .zip(&src[from..from + width])
+                .for_each(|(a, &v)| *a += v);
+        });
+    }
+
+    /// `f(j, s)` for every real token, step by step.
+    fn each_token(&self, mut f: impl FnMut(usize, usize)) {
+        for (s, &active) in self.active.iter().enumerate() {
+            for j in 0..active {
+                f(j, s);
+            }
+        }
     }
 }

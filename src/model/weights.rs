@@ -7,9 +7,9 @@
 //! `[H]`; `projection` `[H, P]`. Row-major `[K, N]` with `N = 4H` is what a BLAS sgemm
 //! and the packed kernels want; the fast paths repack from it once, at load time.
 
-use crate::error::{Error, Result};
-use crate::spec::LstmSpec;
-use crate::tensors::Tensors;
+use crate::model::error::{Error, Result};
+use crate::model::spec::LstmSpec;
+use crate::model::tensors::Tensors;
 
 /// The order of the four gate blocks in an external weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

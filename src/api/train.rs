@@ -1,16 +1,17 @@
 //! Training's interface: the reserve that forward-training fills, the upstream
 //! gradients, the gradients [`Lstm::backward`] returns, and its validation. The backward
-//! pass itself is in `bptt.rs`.
+//! pass itself is the engine's (`engine/backward/`).
 
-use crate::aligned::AlignedVec;
-use crate::error::{Error, Result};
-use crate::forward::{ForwardInput, LstmState, Workspace};
-use crate::lstm::{grow, Lstm};
-use crate::packed::PackedCell;
-use crate::schedule::Schedule;
-use crate::spec::LstmSpec;
-use crate::tensors::Tensors;
-use crate::weights::LstmWeights;
+use crate::engine::tape::Tape;
+use crate::model::error::{Error, Result};
+use crate::model::spec::LstmSpec;
+use crate::model::state::LstmState;
+use crate::model::tensors::Tensors;
+use crate::model::weights::LstmWeights;
+
+use super::input::ForwardInput;
+use super::lstm::Lstm;
+use super::workspace::Workspace;
 
 /// Upstream gradients of a backward pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,87 +64,25 @@ impl Gradients {
     }
 }
 
-/// What one cell's forward-training keeps, in schedule order.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CellTape {
-    /// Activated gates i, g, f, o of every step, `[total, tiles*4U]`.
-    pub gates: AlignedVec,
-    /// Cell state after every step, `[total, tiles*U]`.
-    pub c: Vec<f32>,
-    /// Initial cell state `[B, tiles*U]` and output state `[B, R]`, sorted.
-    pub c0: Vec<f32>,
-    pub h0: Vec<f32>,
-    /// Projecting layers: the kernel output `m` of every step, `[total, tiles*U]`.
-    pub m: Vec<f32>,
-    /// With `proj_clip`: the projection before the clip, `[total, P]`.
-    pub h_raw: Vec<f32>,
-    /// Backward direction: its outputs in its own order, `[total, R]`.
-    pub h_seq: Vec<f32>,
-}
-
 /// What [`Lstm::forward_training`] keeps for [`Lstm::backward`]. Make one with
 /// [`Lstm::reserve`] (sized for a batch and a length, so that training does not
 /// allocate); it grows if a larger batch comes.
 #[derive(Debug, Clone, Default)]
 pub struct TrainReserve {
-    pub(crate) sched: Schedule,
-    pub(crate) cells: Vec<CellTape>,
-    /// Every layer's output, packed, `[total, out]`.
-    pub(crate) outs: Vec<Vec<f32>>,
+    /// What the engine's backward reads.
+    pub(crate) tape: Tape,
+    /// `B`, `T` and the lengths of the pass recorded.
     pub(crate) batch: usize,
     pub(crate) steps: usize,
     pub(crate) lengths: Vec<usize>,
+    /// Whether a forward-training pass has filled it.
     pub(crate) filled: bool,
 }
 
 impl TrainReserve {
-    pub(crate) fn grow(
-        &mut self,
-        spec: &LstmSpec,
-        cells: &[PackedCell],
-        batch: usize,
-        total: usize,
-    ) {
-        self.cells.resize_with(cells.len(), CellTape::default);
-        self.outs.resize_with(spec.num_layers(), Vec::new);
-        for (k, (tape, cell)) in self.cells.iter_mut().zip(cells).enumerate() {
-            let (hp, r, gw) = (cell.padded, cell.recurrent, cell.gate_width());
-            tape.gates.grow(total * gw);
-            grow(&mut tape.c, total * hp);
-            grow(&mut tape.c0, batch * hp);
-            grow(&mut tape.h0, batch * r);
-            if cell.projection.is_some() {
-                grow(&mut tape.m, total * hp);
-                if spec.proj_clip().is_some() {
-                    grow(&mut tape.h_raw, total * r);
-                }
-            }
-            if k % spec.num_directions() == 1 {
-                grow(&mut tape.h_seq, total * r);
-            }
-        }
-        for (l, out) in self.outs.iter_mut().enumerate() {
-            grow(out, total * spec.layer_output_size(l));
-        }
-    }
-
     /// Bytes held, for planning memory.
     pub fn bytes(&self) -> usize {
-        let tapes: usize = self
-            .cells
-            .iter()
-            .map(|t| {
-                t.gates.len()
-                    + t.c.len()
-                    + t.c0.len()
-                    + t.h0.len()
-                    + t.m.len()
-                    + t.h_raw.len()
-                    + t.h_seq.len()
-            })
-            .sum();
-        let outs: usize = self.outs.iter().map(Vec::len).sum();
-        4 * (tapes + outs)
+        self.tape.bytes()
     }
 }
 
@@ -231,7 +170,7 @@ impl Lstm {
         {
             grads.initial_state = LstmState::zeros(spec, batch);
         }
-        self.run_backward(input, reserve, upstream, &mut ws.backward, grads);
+        self.run_backward(input, reserve, upstream, ws, grads);
         Ok(())
     }
 }

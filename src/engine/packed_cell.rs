@@ -7,9 +7,9 @@ use lstm_kernels_simd::{
 
 use rayon::ThreadPool;
 
-use crate::aligned::AlignedVec;
-use crate::spec::LstmSpec;
-use crate::weights::LstmWeights;
+use super::aligned::AlignedVec;
+use crate::model::spec::LstmSpec;
+use crate::model::weights::LstmWeights;
 
 /// One cell (layer, direction) in kernel order for one tile width `U`.
 #[derive(Debug, Clone)]

@@ -5,6 +5,11 @@
 //! transposed `B` the `gemm` crate falls off its fast path, so the crate never asks it
 //! for one.
 
+#[cfg(feature = "openblas")]
+use super::plan::OPENBLAS_ROWS;
+#[cfg(not(feature = "openblas"))]
+use super::plan::{NARROW, NARROW_ROWS};
+
 /// A borrowed row-major matrix operand: `op(X)` is `X` or, when `trans`, its transpose.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Operand<'a> {
@@ -24,7 +29,6 @@ impl<'a> Operand<'a> {
         }
     }
     /// The transpose of the stored matrix.
-    #[allow(dead_code)] // the backward pass and the language model use it next
     pub fn t(data: &'a [f32], ld: usize) -> Self {
         Operand {
             data,
@@ -123,19 +127,8 @@ pub(crate) fn gemm_op(
     backend(threads, (m, n, k), a, b, c, ldc, accumulate);
 }
 
-/// Products with at most this many columns are split by rows (see [`backend`]).
-#[cfg(not(feature = "openblas"))]
-const NARROW: usize = 256;
-/// Target rows per block of a narrow product.
-#[cfg(not(feature = "openblas"))]
-const NARROW_ROWS: usize = 128;
-
-/// The `gemm` crate's threads split a product's columns, so a narrow one (`n <= NARROW`,
-/// like the softmax layer's `dH = dlogits W^T`: 256 x 128, `k` = 10,000) barely runs
-/// faster on two threads than on one (measured: 188-215 GFLOP/s at 2 threads against 187
-/// at 1). Such a product is cut into row blocks of about `NARROW_ROWS` rows, each one
-/// single-threaded call, shared between the threads (313-320 GFLOP/s). The blocks depend
-/// only on `m`, never on the thread count, so the bits do not either.
+/// A narrow product (`n <= NARROW`) is cut into row blocks of about `NARROW_ROWS` rows,
+/// each one single-threaded call, shared between the threads (see [`NARROW`] for why).
 #[cfg(not(feature = "openblas"))]
 fn backend(
     threads: usize,
@@ -210,12 +203,7 @@ fn gemm_crate(
     }
 }
 
-/// Rows per OpenBLAS call. Threaded OpenBLAS sums in an order that depends on its thread
-/// count; the crate promises the same bits for any thread count, so it runs OpenBLAS on
-/// one thread per call, over row blocks whose size does not depend on the threads.
-#[cfg(feature = "openblas")]
-const OPENBLAS_ROWS: usize = 256;
-
+/// OpenBLAS one thread per call, over row blocks of [`OPENBLAS_ROWS`] (see there why).
 #[cfg(feature = "openblas")]
 fn backend(
     threads: usize,
@@ -281,7 +269,7 @@ fn backend(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::SplitMix64;
+    use crate::model::weights::SplitMix64;
 
     fn naive(
         m: usize,
@@ -387,7 +375,7 @@ mod tests {
 #[cfg(test)]
 mod determinism {
     use super::*;
-    use crate::weights::SplitMix64;
+    use crate::model::weights::SplitMix64;
 
     /// The crate promises the same bits for any thread count, so its sgemm must give them.
     #[test]

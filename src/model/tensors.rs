@@ -8,7 +8,7 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
 
 /// The element data of a [`Tensor`].
 #[derive(Debug, Clone, PartialEq)]

@@ -7,19 +7,17 @@
 //! unaligned panels). Panels are whole multiples of 64 bytes for every ISA, so aligning
 //! the start aligns every panel row.
 //!
-//! Buffers of 4 MiB or more (the packed weights of large layers, a forward's gathered
-//! inputs, projections and packed outputs, the saved gates and the gate gradients of a
-//! training batch) start on a 2 MiB boundary and are backed by
-//! huge pages where Linux grants them: the kernels sweep them once per step or product,
-//! and with 4 KiB pages every 4 KiB of a sweep was a TLB miss. Measured against 4 KiB
-//! pages (interleaved runs, medians of 3 alternations): `train-b32-h512` training
-//! 67.4 -> 63.6 ms at 1 thread and 34.9 -> 32.7 ms at 2, the `seed-ptb-lm` step
-//! 58.8 -> 55.7 ms, `seed-ptb` training 2-4% faster (noisier). The forward's buffers
-//! on top of that: `infer-b64-h1024` 143.0 -> 139.9 ms at 1 thread and 74.0 -> 70.7 ms
-//! at 2, `varlen-b64-h512` 42.8 -> 40.7 ms.
+//! Buffers of `HUGE_PAGES_FROM` bytes or more (4 MiB: the packed weights of large
+//! layers, a forward's gathered inputs, projections and packed outputs, the saved gates
+//! and the gate gradients of a training batch) start on a 2 MiB boundary and are backed
+//! by huge pages where Linux grants them (see the constant for the measurements).
+//!
+//! [`grow`] does the same for the plain `Vec`s the engine keeps.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+
+use super::plan::HUGE_PAGES_FROM;
 
 /// Floats per 64-byte line.
 const LINE: usize = 16;
@@ -27,7 +25,7 @@ const LINE: usize = 16;
 const HUGE_PAGE: usize = 2 << 20;
 const HUGE_FLOATS: usize = HUGE_PAGE / std::mem::size_of::<f32>();
 /// Buffers of this many bytes or more start on a huge page and ask for huge pages.
-const HUGE_FROM: usize = 2 * HUGE_PAGE;
+const HUGE_FROM: usize = HUGE_PAGES_FROM;
 
 /// Asks Linux to back the whole huge pages of `s` with 2 MiB pages (transparent huge
 /// pages in `madvise` mode, as on this machine, give them only on request). A hint: it
@@ -120,6 +118,13 @@ impl fmt::Debug for AlignedVec {
         f.debug_struct("AlignedVec")
             .field("len", &self.len)
             .finish()
+    }
+}
+
+/// Grows `v` to at least `n` elements (allocates only the first time a size is seen).
+pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
     }
 }
 

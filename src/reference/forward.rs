@@ -2,25 +2,17 @@
 //! step at a time, in TensorFlow's order of operations. Every fast path is tested
 //! against it.
 
-use crate::error::Result;
-use crate::forward::{prepare, ForwardInput, Workspace};
-use crate::spec::LstmSpec;
-use crate::weights::{CellWeights, LstmWeights};
+use crate::api::input::{prepare, ForwardInput};
+use crate::api::workspace::Workspace;
+use crate::model::error::Result;
+use crate::model::layout::row_index;
+use crate::model::spec::LstmSpec;
+use crate::model::weights::{CellWeights, LstmWeights};
 
 /// The logistic function, as TF's `sigmoid`.
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// Index of time step `t` of sequence `b` in a `[B, T, F]` or `[T, B, F]` buffer, in rows.
-#[inline]
-pub(crate) fn row_index(time_major: bool, batch: usize, steps: usize, b: usize, t: usize) -> usize {
-    if time_major {
-        t * batch + b
-    } else {
-        b * steps + t
-    }
 }
 
 /// Options of one cell that the step needs besides its weights.
@@ -112,14 +104,26 @@ pub fn forward(weights: &LstmWeights, input: &ForwardInput<'_>, ws: &mut Workspa
     let last = spec.num_layers() - 1;
     let Workspace {
         output,
-        layer_a,
-        layer_b,
         state,
         lengths,
-        gates,
-        cell_out,
         ..
     } = ws;
+    // The oracle's own scratch: the outputs of the layers below (ping-pong) and one
+    // step's gates and kernel output.
+    let widest_inner = (0..spec.num_layers() - 1)
+        .map(|l| spec.layer_output_size(l))
+        .max()
+        .unwrap_or(0);
+    let widest_h = spec
+        .layers()
+        .iter()
+        .map(|l| l.hidden_size)
+        .max()
+        .unwrap_or(0);
+    let mut layer_a = vec![0.0; batch * steps * widest_inner];
+    let mut layer_b = vec![0.0; batch * steps * widest_inner];
+    let mut gates = vec![0.0; 4 * widest_h];
+    let mut cell_out = vec![0.0; widest_h];
     for l in 0..spec.num_layers() {
         let in_w = spec.layer_input_size(l);
         let out_w = spec.layer_output_size(l);

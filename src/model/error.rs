@@ -54,6 +54,18 @@ impl Error {
             actual: format!("{actual:?}"),
         }
     }
+
+    /// A shape error for a buffer of `actual_len` elements that should be `expected`.
+    pub(crate) fn shape_of_len(tensor: &str, expected: &[usize], actual_len: usize) -> Self {
+        Error::Shape {
+            tensor: tensor.to_string(),
+            expected: format!(
+                "{expected:?} ({} elements)",
+                expected.iter().product::<usize>()
+            ),
+            actual: format!("{actual_len} elements"),
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::plan::BARRIER_SPINS;
+
 /// A reusable barrier for a fixed number of threads.
 #[derive(Debug)]
 pub(crate) struct SpinBarrier {
@@ -13,6 +15,7 @@ pub(crate) struct SpinBarrier {
 }
 
 impl SpinBarrier {
+    /// A barrier for `threads` threads.
     pub fn new(threads: usize) -> Self {
         SpinBarrier {
             threads,
@@ -33,17 +36,11 @@ impl SpinBarrier {
             self.generation.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        // Spin a very little, then yield until the generation turns. Measured on this
-        // project's 2-vCPU machine with `infer-b1-h512` at 2 threads (a barrier every
-        // 30 us), workers bound to CPUs, 5 alternations: 64 spins (0.5 us here, 8 ns per
-        // `pause`) 0.885 ms, 0 spins 0.892, 256 spins 0.928, 1024 or more 1.9-2.1 ms;
-        // `infer-b8-h256-t100` 2.46 ms with 64 spins against 2.49 with 256. Spinning
-        // takes cycles the other vCPU needs on its host, and yielding costs 0.15 us. With
-        // workers left unbound, 4096 spins took 2-4 ms on `infer-b1-h512` whenever the
-        // scheduler had put both workers on one CPU.
+        // Spin a very little, then yield until the generation turns (see
+        // `BARRIER_SPINS` for why so little).
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
-            if spins < 64 {
+            if spins < BARRIER_SPINS {
                 std::hint::spin_loop();
                 spins += 1;
             } else {

@@ -5,13 +5,14 @@
 //! projection, projection clip). Its own correctness is checked against central finite
 //! differences of the same f64 forward pass.
 
-use crate::error::{Error, Result};
-use crate::forward::{prepare, ForwardInput, LstmState, Workspace};
-use crate::reference::row_index;
-use crate::spec::LstmSpec;
-use crate::weights::{CellWeights, LstmWeights};
-
-pub use crate::train::{Gradients, Upstream};
+use crate::api::input::{prepare, ForwardInput};
+use crate::api::train::{Gradients, Upstream};
+use crate::api::workspace::Workspace;
+use crate::model::error::{Error, Result};
+use crate::model::layout::row_index;
+use crate::model::spec::LstmSpec;
+use crate::model::state::LstmState;
+use crate::model::weights::{CellWeights, LstmWeights};
 
 /// One cell's parameters (or their gradients) in f64, canonical layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -445,7 +446,7 @@ pub fn gradients(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::weights::SplitMix64;
+    use crate::model::weights::SplitMix64;
 
     fn loss(cells: &[Cell64], p: &Problem, gout: &[f64], gfin: &[(Vec<f64>, Vec<f64>)]) -> f64 {
         let f = forward64(cells, p);

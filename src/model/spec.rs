@@ -1,6 +1,6 @@
 //! `LstmSpec`: what an LSTM stack is, validated once.
 
-use crate::error::{Error, Result};
+use crate::model::error::{Error, Result};
 
 /// One layer of the stack: its hidden size and optional projection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,287 @@
+//! [`Lstm`]: the weights packed for one set of SIMD kernels and a thread count, the plans
+//! it has made, and its entry points (inference, training, backward), which validate
+//! every input before the engine runs.
+
+use std::sync::Arc;
+
+use lstm_kernels_simd::{Isa, Kernels};
+use rayon::ThreadPool;
+
+use crate::engine::backward::backward;
+use crate::engine::context::ExecContext;
+use crate::engine::forward::forward;
+use crate::engine::machine::Machine;
+use crate::engine::packed_cell::{pack_all, repack_into, PackedCell};
+use crate::engine::plan::{plan, Forced, Plan, PlanCache, TileSizes};
+use crate::engine::pool::thread_pool;
+use crate::engine::schedule::Schedule;
+use crate::model::error::{Error, Result};
+use crate::model::layout::SeqLayout;
+use crate::model::weights::LstmWeights;
+
+use super::input::{prepare, ForwardInput};
+use super::options::LstmOptions;
+use super::train::{Gradients, TrainReserve, Upstream};
+use super::workspace::Workspace;
+
+/// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
+/// thread pool (its own, or one it shares with the other parts of a model).
+///
+/// Results are bitwise identical whatever the thread count.
+pub struct Lstm {
+    weights: LstmWeights,
+    ctx: ExecContext,
+    cells: Vec<PackedCell>,
+    forced: Forced,
+    plans: PlanCache,
+}
+
+impl std::fmt::Debug for Lstm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lstm")
+            .field("spec", self.weights.spec())
+            .field("isa", &self.ctx.kernels.isa())
+            .field("threads", &self.ctx.threads)
+            .finish()
+    }
+}
+
+impl Lstm {
+    /// Packs `weights` for the best kernels of this CPU, using every core.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `LSTM_KERNELS_ISA` names an unknown ISA or one this CPU
+    /// lacks, or the thread pool cannot be created.
+    pub fn new(weights: LstmWeights) -> Result<Self> {
+        Self::with_options(weights, LstmOptions::default())
+    }
+
+    /// Packs `weights` for the given ISA and thread count.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the ISA is not available on this CPU, `threads` is 0, or
+    /// the thread pool cannot be created.
+    pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
+        let mut lstm = Self::with_pool(
+            weights,
+            options.isa,
+            thread_pool(options.threads, options.pin_threads)?,
+        )?;
+        lstm.forced = Forced {
+            step_projection: options.step_projection,
+            split_rows: options.split_rows,
+        };
+        Ok(lstm)
+    }
+
+    /// Packs `weights` for the given ISA, running on `pool` (one thread when `None`). A
+    /// model of several parts shares one pool between them, so that a part's idle
+    /// workers never compete for the cores with the next part's.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the ISA is not available on this CPU.
+    pub(crate) fn with_pool(
+        weights: LstmWeights,
+        isa: Option<Isa>,
+        pool: Option<Arc<ThreadPool>>,
+    ) -> Result<Self> {
+        let kernels = match isa {
+            Some(isa) => Kernels::for_isa(isa).ok_or_else(|| {
+                Error::Config(format!("ISA `{}` is not available on this CPU", isa.name()))
+            })?,
+            None => Kernels::try_detect().map_err(|e| Error::Config(e.to_string()))?,
+        };
+        let ctx = ExecContext::new(kernels, pool);
+        let cells = pack_all(weights.spec(), &weights, &ctx.kernels, ctx.pool());
+        Ok(Lstm {
+            weights,
+            ctx,
+            cells,
+            forced: Forced::default(),
+            plans: PlanCache::default(),
+        })
+    }
+
+    /// The weights, in the crate's canonical layout.
+    pub fn weights(&self) -> &LstmWeights {
+        &self.weights
+    }
+
+    /// Changes the weights in place (an optimiser step) and repacks them into the
+    /// kernels' buffers, which are reused: `f` must keep the spec.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `f` replaced the weights by ones of another spec (the
+    /// weights are then left as `f` made them, and the packed copy as it was).
+    pub fn update_weights(&mut self, f: impl FnOnce(&mut LstmWeights) -> Result<()>) -> Result<()> {
+        let spec = self.weights.spec().clone();
+        f(&mut self.weights)?;
+        if *self.weights.spec() != spec {
+            return Err(Error::Config("update_weights changed the spec".into()));
+        }
+        repack_into(
+            &mut self.cells,
+            &self.weights,
+            &self.ctx.kernels,
+            self.ctx.pool(),
+        );
+        Ok(())
+    }
+
+    /// One SGD step: `weights -= learning_rate * gradients`, then repack.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `gradients` has another spec.
+    pub fn sgd_step(&mut self, gradients: &LstmWeights, learning_rate: f32) -> Result<()> {
+        self.update_weights(|w| w.add_scaled(gradients, -learning_rate))
+    }
+
+    /// The instruction set the kernels use.
+    pub fn isa(&self) -> Isa {
+        self.ctx.kernels.isa()
+    }
+
+    /// The number of threads.
+    pub fn threads(&self) -> usize {
+        self.ctx.threads
+    }
+
+    /// Runs the stack forward for inference.
+    ///
+    /// On success `ws.output()` holds the output and `ws.final_state()` the final state
+    /// of every cell, with TF `dynamic_rnn` semantics.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `input.data` is not `[B, T, I]` (or `[T, B, I]`), `B` or `T`
+    /// is zero, `sequence_length` is not `[B]`, the initial state does not have the
+    /// spec's cells and shapes, or [`InitialState::Carry`](crate::InitialState::Carry)
+    /// follows no pass of the same batch size; [`Error::Length`] when a length is outside
+    /// `0..=T`; [`Error::Config`] when `ws` was made for another spec.
+    pub fn forward_inference(&self, input: &ForwardInput<'_>, ws: &mut Workspace) -> Result<()> {
+        prepare(self.weights.spec(), input, ws)?;
+        self.run(input, ws, None);
+        Ok(())
+    }
+
+    /// Runs the stack forward for training: as [`Lstm::forward_inference`], and keeps in
+    /// `reserve` what [`Lstm::backward`] needs (the schedule, every step's activated gates
+    /// and cell state, the layer outputs; the kernels' outputs and unclipped projections
+    /// for projecting layers).
+    ///
+    /// # Errors
+    /// As [`Lstm::forward_inference`].
+    pub fn forward_training(
+        &self,
+        input: &ForwardInput<'_>,
+        ws: &mut Workspace,
+        reserve: &mut TrainReserve,
+    ) -> Result<()> {
+        prepare(self.weights.spec(), input, ws)?;
+        self.run(input, ws, Some(reserve));
+        Ok(())
+    }
+
+    /// A reserve for [`Lstm::forward_training`] sized for `batch` sequences of up to
+    /// `steps` steps, so that training never allocates.
+    pub fn reserve(&self, batch: usize, steps: usize) -> TrainReserve {
+        let mut r = TrainReserve::default();
+        r.tape
+            .grow(self.weights.spec(), &self.cells, batch, batch * steps);
+        r
+    }
+
+    /// The plan for a pass over `sched` of `steps` steps: made once per (sequences active
+    /// at the first step, steps) and kept.
+    fn plan(&self, sched: &Schedule, steps: usize) -> Arc<Plan> {
+        let rows = sched.active.first().copied().unwrap_or(0);
+        self.plans.get_or_make((rows, steps), || {
+            let tiles = TileSizes {
+                unit: self.ctx.kernels.unit_tile(),
+                mr: self.ctx.kernels.mr(),
+            };
+            plan(
+                self.weights.spec(),
+                rows,
+                self.ctx.threads,
+                tiles,
+                Machine::detect(),
+                self.forced,
+            )
+        })
+    }
+
+    /// The forward pass on validated input; with a reserve, for training.
+    fn run(&self, input: &ForwardInput<'_>, ws: &mut Workspace, train: Option<&mut TrainReserve>) {
+        let spec = self.weights.spec();
+        let (batch, steps) = (input.batch, input.steps);
+        let layout = SeqLayout {
+            time_major: spec.time_major(),
+            batch,
+            steps,
+        };
+        let Workspace {
+            output,
+            state,
+            lengths,
+            fast,
+            ..
+        } = ws;
+        let lengths = &lengths[..batch];
+        fast.sched.rebuild(lengths);
+        let plan = self.plan(&fast.sched, steps);
+        let tape = train.map(|t| {
+            t.batch = batch;
+            t.steps = steps;
+            t.lengths.clear();
+            t.lengths.extend_from_slice(lengths);
+            t.filled = true;
+            &mut t.tape
+        });
+        forward(
+            &self.ctx,
+            spec,
+            &self.cells,
+            &plan,
+            input.data,
+            layout,
+            lengths,
+            state,
+            output,
+            fast,
+            tape,
+        );
+    }
+
+    /// The backward pass on validated input (see [`Lstm::backward`]).
+    pub(crate) fn run_backward(
+        &self,
+        input: &ForwardInput<'_>,
+        reserve: &TrainReserve,
+        upstream: &Upstream<'_>,
+        ws: &mut Workspace,
+        grads: &mut Gradients,
+    ) {
+        let spec = self.weights.spec();
+        let layout = SeqLayout {
+            time_major: spec.time_major(),
+            batch: input.batch,
+            steps: input.steps,
+        };
+        let plan = self.plan(&reserve.tape.sched, input.steps);
+        backward(
+            &self.ctx,
+            spec,
+            &self.cells,
+            &plan,
+            input.data,
+            layout,
+            &reserve.tape,
+            upstream.output,
+            upstream.final_state,
+            &mut ws.backward,
+            &mut grads.weights,
+            &mut grads.input,
+            &mut grads.initial_state,
+        );
+    }
+}

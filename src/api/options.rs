@@ -1,0 +1,37 @@
+//! How an [`Lstm`](super::lstm::Lstm) is built: the ISA, the threads, and the planner's
+//! choices a caller may force.
+
+use lstm_kernels_simd::Isa;
+
+/// How to build an [`Lstm`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LstmOptions {
+    /// Force an instruction set; `None` picks the best one of this CPU (or the one the
+    /// `LSTM_KERNELS_ISA` environment variable names: `scalar`, `avx2`, `avx512`, `neon`).
+    pub isa: Option<Isa>,
+    /// Threads; `None` uses every core.
+    pub threads: Option<usize>,
+    /// Where a layer's input projection runs: `Some(true)` inside the time loop, each
+    /// step's own in the same `k` loop as its recurrent product; `Some(false)` as one
+    /// product over every step up front; `None` lets the planner decide per layer (in the
+    /// time loop when a thread's slices of the layer's weights fit in its L2 and it has
+    /// 24 rows or more per step, or they fit with room to spare and the batch has 32
+    /// sequences or more or the threads split the hidden units). A matter of speed only:
+    /// the results are the same bits either way.
+    pub step_projection: Option<bool>,
+    /// How the threads share a layer's time loop: `Some(true)` by sequences (each thread
+    /// computes every hidden unit of its own rows, with no barrier between steps),
+    /// `Some(false)` by hidden units (every row, a barrier each step); `None` decides per
+    /// layer (by sequences when the layer's `W_h`, and `W_x` too if each step projects
+    /// its own inputs, fit in a core's L2 and every thread gets a full register block of
+    /// rows: 6 with AVX-512 or NEON, 3 with AVX2). A matter of speed only: the same bits
+    /// either way.
+    pub split_rows: Option<bool>,
+    /// Whether each worker thread is bound to a CPU of its own (Linux; ignored
+    /// elsewhere): `None` binds worker `i` to the `i`-th CPU of the caller's affinity
+    /// mask when there are enough of them, `Some(false)` leaves the workers to the
+    /// scheduler, `Some(true)` binds them even when they outnumber the CPUs (wrapping
+    /// around). Unbound, two workers sometimes share one CPU for whole calls, and every
+    /// step then waits for the one that cannot run.
+    pub pin_threads: Option<bool>,
+}

@@ -1,0 +1,549 @@
+//! The planner: every decision about how the work is shared between threads and blocked
+//! for the caches, made in one place, by pure functions of the problem and the machine.
+//!
+//! [`plan`] maps (spec, batch shape, thread count, the ISA's tile sizes, the machine's
+//! caches, the caller's forced choices) to a [`Plan`]: for each cell (layer and
+//! direction), how its time loops are shared between the threads and where its input
+//! projection runs. The `Lstm` computes it once per (sequences, steps) and keeps it in a
+//! [`PlanCache`]. The other rules ([`gemm_by_tiles`], [`pin_workers`]) and every tuning
+//! constant live here too, each with the measurement that chose it.
+//!
+//! Every plan gives the same bits: each sum is the same chain of fmas whoever computes
+//! it and in whichever block, so a plan is a matter of speed only.
+
+use std::sync::{Arc, Mutex};
+
+use crate::model::spec::LstmSpec;
+
+use super::machine::Machine;
+
+/// A layer's projection runs in the k loop, whatever its split, from this many sequences
+/// on when a thread's part of `W_x` and `W_h` fits in its L2 with room to spare (see
+/// [`plan`]).
+pub(crate) const MIN_ROWS: usize = 32;
+
+/// A thread with this many rows per step or more sums its input projection in the k loop
+/// whenever its part of `W_x` and `W_h` fits in its L2 (see [`plan`]).
+pub(crate) const FUSE_ROWS: usize = 24;
+
+/// "Fits with room to spare": at most this share of L2 (`ROOM_NUM / ROOM_DEN`), leaving
+/// the rest to the rows, states and gates that stream past the weights.
+const ROOM_NUM: usize = 3;
+const ROOM_DEN: usize = 5;
+
+/// Tiles per kernel call when a thread walks its tiles backwards on odd steps (the time
+/// loop's zigzag): the batch-1 kernel streams four panels side by side. A thread's slice
+/// of `W_h` is as large as its L2 or larger at small batches (2 MB of 2 MB at
+/// `infer-b1-h512`), and a cache that sees the same cyclic sweep each step keeps none of
+/// it; turning back keeps the most recent part.
+pub(crate) const ZIGZAG: usize = 4;
+
+/// Rows per kernel call of a panel product. Within a call the kernel takes the panels one
+/// by one and runs every row against each, so each call reloads every panel (from L3
+/// once they outgrow L2) while `a` streams past it: fewer, longer calls reload less.
+/// Measured in-process, alternating chunk sizes call by call, 2 threads: 768 rows against
+/// 64 made `infer-b64-h1024` forward 8% faster (186.5 -> 172.1 ms), `train-b32-h512` 15%
+/// (89.6 -> 76.2 ms) and `seed-ptb` training 3% (43.7 -> 42.3 ms); a single call for all
+/// rows was within 2% of 768, except `seed-ptb` training (7% slower).
+pub(crate) const ROWS_PER_CALL: usize = 768;
+
+/// Below this many rows a panel product's threads split its column panels whatever their
+/// count (see [`gemm_by_tiles`]).
+pub(crate) const FEW_ROWS: usize = 128;
+
+/// Rows of the backward's `A = [X H_prev 1]^T` per parallel chunk of its transpose.
+pub(crate) const AT_ROWS: usize = 16;
+
+/// The `gemm` crate's threads split a product's columns, so a narrow one (`n <= NARROW`,
+/// like the softmax layer's `dH = dlogits W^T`: 256 x 128, `k` = 10,000) barely runs
+/// faster on two threads than on one (measured: 188-215 GFLOP/s at 2 threads against 187
+/// at 1). Such a product is cut into row blocks of about [`NARROW_ROWS`] rows, each one
+/// single-threaded call, shared between the threads (313-320 GFLOP/s). The blocks depend
+/// only on `m`, never on the thread count, so the bits do not either.
+#[cfg(not(feature = "openblas"))]
+pub(crate) const NARROW: usize = 256;
+/// Target rows per block of a narrow product (see [`NARROW`]).
+#[cfg(not(feature = "openblas"))]
+pub(crate) const NARROW_ROWS: usize = 128;
+
+/// Rows per OpenBLAS call. Threaded OpenBLAS sums in an order that depends on its thread
+/// count; the crate promises the same bits for any thread count, so it runs OpenBLAS on
+/// one thread per call, over row blocks whose size does not depend on the threads.
+#[cfg(feature = "openblas")]
+pub(crate) const OPENBLAS_ROWS: usize = 256;
+
+/// Spins of a waiting thread at a time loop's barrier before it yields. Measured on this
+/// project's 2-vCPU machine with `infer-b1-h512` at 2 threads (a barrier every 30 us),
+/// workers bound to CPUs, 5 alternations: 64 spins (0.5 us here, 8 ns per `pause`)
+/// 0.885 ms, 0 spins 0.892, 256 spins 0.928, 1024 or more 1.9-2.1 ms;
+/// `infer-b8-h256-t100` 2.46 ms with 64 spins against 2.49 with 256. Spinning takes
+/// cycles the other vCPU needs on its host, and yielding costs 0.15 us. With workers
+/// left unbound, 4096 spins took 2-4 ms on `infer-b1-h512` whenever the scheduler had
+/// put both workers on one CPU.
+pub(crate) const BARRIER_SPINS: u32 = 64;
+
+/// Buffers of this many bytes or more start on a 2 MiB boundary and ask Linux for huge
+/// pages: the kernels sweep them once per step or product, and with 4 KiB pages every
+/// 4 KiB of a sweep was a TLB miss. Measured against 4 KiB pages (interleaved runs,
+/// medians of 3 alternations): `train-b32-h512` training 67.4 -> 63.6 ms at 1 thread and
+/// 34.9 -> 32.7 ms at 2, the `seed-ptb-lm` step 58.8 -> 55.7 ms, `seed-ptb` training 2-4%
+/// faster (noisier); the forward's buffers on top of that: `infer-b64-h1024`
+/// 143.0 -> 139.9 ms at 1 thread and 74.0 -> 70.7 ms at 2, `varlen-b64-h512`
+/// 42.8 -> 40.7 ms.
+pub(crate) const HUGE_PAGES_FROM: usize = 4 << 20;
+
+/// The ISA's register-tile sizes the plan depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TileSizes {
+    /// `U`: hidden units per tile, the packing granule.
+    pub unit: usize,
+    /// Rows per register block of the step kernel.
+    pub mr: usize,
+}
+
+/// Choices the caller forced (`LstmOptions`); `None` leaves them to the planner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Forced {
+    /// Where the projection runs: in the k loop (`true`) or up front (`false`).
+    pub step_projection: Option<bool>,
+    /// How a time loop is shared: by sequences (`true`) or hidden units (`false`).
+    pub split_rows: Option<bool>,
+}
+
+/// How one cell's (layer direction's) loops run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CellPlan {
+    /// The forward time loop is shared by sequences (each thread every hidden unit of its
+    /// own rows, no barrier between steps) rather than by hidden units.
+    pub by_rows: bool,
+    /// Each step sums its own input projection in the step kernel's k loop, rather than
+    /// one product over every step up front.
+    pub fuse: bool,
+    /// The backward time loop is shared by sequences too (only where the cell has
+    /// neither peepholes, whose gradients sum over the rows, nor a projection, whose
+    /// gradient needs every unit of a row).
+    pub backward_by_rows: bool,
+}
+
+impl CellPlan {
+    /// The up-front projection is computed by the time loop's own threads, each its own
+    /// tiles, in the same broadcast (split by units, each thread's tiles of the
+    /// projection are the ones its steps read).
+    pub fn project_in_loop(&self) -> bool {
+        !self.fuse && !self.by_rows
+    }
+}
+
+/// How a call's loops run: one [`CellPlan`] per cell, `k = layer * D + direction`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Per cell.
+    pub cells: Vec<CellPlan>,
+}
+
+/// The plan for `spec` on `threads` threads, when `rows` sequences are active at the
+/// first step.
+///
+/// **Split** (`by_rows`): the threads split the sequences (each computes every hidden
+/// unit of its own rows) instead of the hidden units, when the whole `W_h` fits in a
+/// core's L2 with room to spare and every thread gets a full register block of rows
+/// ([`TileSizes::mr`]). A sequence's step needs only its own previous state, so the
+/// threads then never wait for each other, where split by units they meet at a barrier
+/// every step (7-14% of `seed-ptb` forward spent there at 2 threads); each thread reads
+/// all of `W_h` instead of its half, from its own L2 (and all of `W_x` too when the
+/// projection runs in the k loop: then both must fit with room to spare, or past L2 they
+/// come from L3 at every step; `seed-ptb`'s first layer, 1.87 MB of them, made the
+/// forward 2% faster split by units, 4.85 -> 4.74 ms over 4 alternations at 2 threads,
+/// with training unchanged). With fewer rows each weight vector read from L2 feeds too
+/// few fmas: `infer-b8-h256-t100` at 2 threads (4 rows each by sequences, 8 rows in
+/// split blocks by units) took 3.06 ms by sequences against 2.66 by units (medians of 10
+/// alternations, before threads were bound to CPUs, with a variant of the projection
+/// since replaced by the k loop's, which measured 2.82 against its 3.02).
+///
+/// **Projection** (`fuse`): each step computes its own input projection inside the step
+/// kernel's `k` loop (`bias + x W_x + h W_h` in one pass, each thread for its own part)
+/// instead of one product for every step up front, when a thread's part of `W_x` and
+/// `W_h` fits in its L2 and it has [`FUSE_ROWS`] rows or more per step, or when that part
+/// fits with room to spare and the batch has [`MIN_ROWS`] or more. The `4H`-wide sums
+/// then never go through memory (up front, `seed-ptb`'s first layer writes 4.9 MB of them
+/// and reads them back from L3), and each tile's panel serves 4 or more row blocks per
+/// step. With fewer rows, one product over every step's rows runs the kernel in full row
+/// blocks instead; with weights far larger than L2, fused steps would stream `W_x` from
+/// L3 at every step where the product up front streams it once. Measured, 2 alternations
+/// of three binaries at 2 threads: `seed-ptb` forward 5.61 ms (projection up front for
+/// layer 1, a separate per-step product for layer 2) -> 5.28 (layer 2 in the k loop) ->
+/// 4.99 (both layers); `infer-b8-h256-t100` (8 rows) 10% slower fused at 2 threads split
+/// by sequences, `infer-b1-h512` 2.7 times slower; at 1 thread `infer-b64-h1024` (32 MB
+/// of weights) 5-9% slower fused, `infer-b8-h256-t100` 6%. Split by units on several
+/// threads, the projection runs in the k loop whenever the part fits with room to spare
+/// (each thread's half of `W_x` and `W_h` stays in its L2). Computing the next step's
+/// `bias + x W_x` between arriving at the barrier and waiting there instead was no
+/// faster and, in 3 of 8 runs, 1.5 times slower.
+///
+/// `forced` overrides either choice (the split only with several threads).
+pub(crate) fn plan(
+    spec: &LstmSpec,
+    rows: usize,
+    threads: usize,
+    tiles: TileSizes,
+    machine: Machine,
+    forced: Forced,
+) -> Plan {
+    let cells = (0..spec.num_cells())
+        .map(|k| {
+            let l = spec.cell_layer(k);
+            let layer = spec.layers()[l];
+            let shape = CellShape {
+                input: spec.layer_input_size(l),
+                recurrent: layer.output_size(),
+                tiles: layer.hidden_size.div_ceil(tiles.unit),
+            };
+            let (by_rows, fuse) = cell_split(shape, rows, threads, tiles, machine, forced);
+            CellPlan {
+                by_rows,
+                fuse,
+                backward_by_rows: by_rows && !spec.use_peepholes() && layer.proj_size.is_none(),
+            }
+        })
+        .collect();
+    Plan { cells }
+}
+
+/// A cell's sizes as the plan weighs them.
+#[derive(Debug, Clone, Copy)]
+struct CellShape {
+    /// Input width (the rows of `W_x`).
+    input: usize,
+    /// Width of the recurrent `h` (the rows of `W_h`): the projection's or the hidden
+    /// size.
+    recurrent: usize,
+    /// Unit tiles of the hidden units.
+    tiles: usize,
+}
+
+/// `(by_rows, fuse)` of one cell (see [`plan`]).
+fn cell_split(
+    cell: CellShape,
+    batch: usize,
+    threads: usize,
+    t: TileSizes,
+    machine: Machine,
+    forced: Forced,
+) -> (bool, bool) {
+    let l2 = machine.l2_bytes;
+    let room = l2 * ROOM_NUM / ROOM_DEN;
+    let panel_bytes = |tiles: usize, k: usize| tiles * k * 4 * t.unit * std::mem::size_of::<f32>();
+    // Whether the projection runs in the k loop, for either split.
+    let fuse_for = |by_rows: bool| {
+        let mine = if by_rows {
+            cell.tiles
+        } else {
+            cell.tiles.div_ceil(threads)
+        };
+        let rows_each = if by_rows { batch / threads } else { batch };
+        let part = panel_bytes(mine, cell.input + cell.recurrent);
+        match forced.step_projection {
+            Some(forced) => forced,
+            None => {
+                (rows_each >= FUSE_ROWS && part <= l2)
+                    || (batch >= MIN_ROWS && part <= room)
+                    || (!by_rows && threads > 1 && part <= room)
+            }
+        }
+    };
+    let by_rows = threads > 1
+        && match forced.split_rows {
+            Some(forced) => forced,
+            None => {
+                batch / threads >= t.mr
+                    && panel_bytes(cell.tiles, cell.recurrent) <= room
+                    && (!fuse_for(true)
+                        || panel_bytes(cell.tiles, cell.input + cell.recurrent) <= room)
+            }
+        };
+    (by_rows, fuse_for(by_rows))
+}
+
+/// Whether a panel product's threads split its `tiles` column panels (each reading only
+/// its own) rather than its `rows`: when the panels divide evenly enough, or the rows are
+/// too few to share.
+pub(crate) fn gemm_by_tiles(rows: usize, tiles: usize, threads: usize) -> bool {
+    tiles.is_multiple_of(threads) || tiles >= 4 * threads || rows < FEW_ROWS
+}
+
+/// Whether the pool binds its workers to CPUs, `allowed` CPUs being open to the caller:
+/// `Some` forces it; by default when there is a CPU for every worker. Unbound, two
+/// workers woken together are sometimes put on the same CPU by the Linux scheduler and
+/// stay there for whole calls: measured on this project's 2-vCPU machine,
+/// `infer-b1-h512` at 2 threads then took 3.1-4.1 ms instead of 1.0 ms in 5 of 6 runs
+/// (each barrier waited for a worker that could not run). Bound to distinct CPUs, 6 runs
+/// of 6 took 0.92-1.32 ms.
+pub(crate) fn pin_workers(pin: Option<bool>, allowed: usize, threads: usize) -> bool {
+    match pin {
+        Some(forced) => forced && allowed > 0,
+        None => allowed >= threads,
+    }
+}
+
+/// What a plan is made for besides the `Lstm`'s fixed spec, machine and threads.
+pub(crate) type PlanKey = (usize, usize);
+
+/// The plans an `Lstm` has made, one per (sequences active at the first step, steps):
+/// a call finds its plan here instead of weighing the caches again.
+#[derive(Debug, Default)]
+pub(crate) struct PlanCache {
+    entries: Mutex<Vec<(PlanKey, Arc<Plan>)>>,
+}
+
+impl PlanCache {
+    /// Plans kept; a server cycling through more shapes than this replans the oldest.
+    const CAPACITY: usize = 16;
+
+    /// The plan for `key`, made by `make` the first time.
+    pub fn get_or_make(&self, key: PlanKey, make: impl FnOnce() -> Plan) -> Arc<Plan> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, p)) = entries.iter().find(|(k, _)| *k == key) {
+            return Arc::clone(p);
+        }
+        let p = Arc::new(make());
+        if entries.len() == Self::CAPACITY {
+            entries.remove(0);
+        }
+        entries.push((key, Arc::clone(&p)));
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    /// AVX-512's tiles (16 units, 6-row blocks) and AVX2's (8, 3).
+    const AVX512: TileSizes = TileSizes { unit: 16, mr: 6 };
+    const AVX2: TileSizes = TileSizes { unit: 8, mr: 3 };
+
+    /// The synthetic machines: 1 and 2 MiB of L2 (Zen 4, the Xeon), 32 and 48 KiB of L1d.
+    fn machines() -> Vec<Machine> {
+        let mut v = Vec::new();
+        for l2_bytes in [MIB, 2 * MIB] {
+            for l1d_bytes in [32 * KIB, 48 * KIB] {
+                v.push(Machine {
+                    l1d_bytes,
+                    l2_bytes,
+                });
+            }
+        }
+        v
+    }
+
+    fn stack(input: usize, hidden: &[usize]) -> LstmSpec {
+        LstmSpec::builder(input, hidden).build().unwrap()
+    }
+
+    /// The suite's stacks (`BENCH_SHAPES.md`) with their batch sizes.
+    fn suite() -> Vec<(&'static str, LstmSpec, usize)> {
+        vec![
+            ("seed-ptb", stack(200, &[256, 128]), 60),
+            ("infer-b1-h512", stack(512, &[512]), 1),
+            ("infer-b8-h256-t100", stack(256, &[256]), 8),
+            ("infer-b64-h1024", stack(1024, &[1024]), 64),
+            ("train-b32-h512", stack(512, &[512]), 32),
+            ("varlen-b64-h512", stack(512, &[512]), 64),
+        ]
+    }
+
+    fn xeon() -> Machine {
+        Machine {
+            l1d_bytes: 48 * KIB,
+            l2_bytes: 2 * MIB,
+        }
+    }
+
+    fn zen4() -> Machine {
+        Machine {
+            l1d_bytes: 32 * KIB,
+            l2_bytes: MIB,
+        }
+    }
+
+    fn cell(by_rows: bool, fuse: bool, backward_by_rows: bool) -> CellPlan {
+        CellPlan {
+            by_rows,
+            fuse,
+            backward_by_rows,
+        }
+    }
+
+    #[test]
+    fn the_measured_plans_on_a_2_mib_l2() {
+        let none = Forced::default();
+        // seed-ptb at 2 threads: layer 1's W_x + W_h (1.87 MB) would not stay in L2 split
+        // by sequences, so it splits by units, each thread's half fused; layer 2 fits.
+        let p = plan(&stack(200, &[256, 128]), 60, 2, AVX512, xeon(), none);
+        assert_eq!(
+            p.cells,
+            vec![cell(false, true, false), cell(true, true, true)]
+        );
+        // infer-b8-h256-t100 at 2 threads: 4 rows each is less than a register block.
+        let p = plan(&stack(256, &[256]), 8, 2, AVX512, xeon(), none);
+        assert_eq!(p.cells, vec![cell(false, true, false)]);
+        // infer-b1-h512 at 2 threads: a thread's half of W_x + W_h is 4 MiB, so the
+        // projection runs up front, computed by the time loop's threads.
+        let p = plan(&stack(512, &[512]), 1, 2, AVX512, xeon(), none);
+        assert_eq!(p.cells, vec![cell(false, false, false)]);
+        assert!(p.cells[0].project_in_loop());
+        // infer-b64-h1024 at 1 thread: 32 MB of weights, the projection up front (by the
+        // time loop's one thread, before its first step).
+        let p = plan(&stack(1024, &[1024]), 64, 1, AVX512, xeon(), none);
+        assert_eq!(p.cells, vec![cell(false, false, false)]);
+        assert!(p.cells[0].project_in_loop());
+    }
+
+    #[test]
+    fn a_1_mib_l2_keeps_seed_ptbs_second_layer_split_by_units() {
+        // Its W_x + W_h (768 KiB) fits a 1 MiB L2 but not with room to spare.
+        let p = plan(
+            &stack(200, &[256, 128]),
+            60,
+            2,
+            AVX512,
+            zen4(),
+            Forced::default(),
+        );
+        assert_eq!(
+            p.cells,
+            vec![cell(false, true, false), cell(false, true, false)]
+        );
+    }
+
+    #[test]
+    fn every_plan_keeps_the_rules_on_every_machine() {
+        for machine in machines() {
+            for tiles in [AVX512, AVX2] {
+                for (name, spec, batch) in suite() {
+                    for threads in [1, 2, 3, 8, 64] {
+                        for rows in [1, 2, batch, 4 * batch] {
+                            let p = plan(&spec, rows, threads, tiles, machine, Forced::default());
+                            assert_eq!(p.cells.len(), spec.num_cells(), "{name}");
+                            for (k, c) in p.cells.iter().enumerate() {
+                                let layer = spec.layers()[spec.cell_layer(k)];
+                                let tiles_h = layer.hidden_size.div_ceil(tiles.unit);
+                                let w_h = tiles_h * layer.output_size() * 4 * tiles.unit * 4;
+                                let at = format!("{name} k={k} rows={rows} threads={threads}");
+                                // One thread has nothing to split; by sequences only with
+                                // a full register block each and W_h in L2 with room.
+                                if c.by_rows {
+                                    assert!(threads > 1, "{at}");
+                                    assert!(rows / threads >= tiles.mr, "{at}");
+                                    assert!(w_h <= machine.l2_bytes * 3 / 5, "{at}");
+                                }
+                                assert!(!c.backward_by_rows || c.by_rows, "{at}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_l1_size_does_not_change_todays_plans() {
+        for (name, spec, batch) in suite() {
+            for l2_bytes in [MIB, 2 * MIB] {
+                let at = |l1d_bytes| {
+                    let m = Machine {
+                        l1d_bytes,
+                        l2_bytes,
+                    };
+                    plan(&spec, batch, 2, AVX512, m, Forced::default())
+                };
+                assert_eq!(at(32 * KIB), at(48 * KIB), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn forced_choices_win_where_they_can_apply() {
+        let spec = stack(200, &[256, 128]);
+        for machine in machines() {
+            for split_rows in [Some(true), Some(false)] {
+                for step_projection in [Some(true), Some(false)] {
+                    let forced = Forced {
+                        step_projection,
+                        split_rows,
+                    };
+                    for threads in [1, 2, 8] {
+                        let p = plan(&spec, 60, threads, AVX512, machine, forced);
+                        for c in &p.cells {
+                            assert_eq!(c.fuse, step_projection.unwrap());
+                            assert_eq!(c.by_rows, threads > 1 && split_rows.unwrap());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn peepholes_and_projections_keep_the_backward_split_by_units() {
+        let peep = LstmSpec::builder(64, &[64])
+            .peepholes(true)
+            .build()
+            .unwrap();
+        let proj = LstmSpec::builder(64, &[64])
+            .proj_sizes(&[Some(32)])
+            .build()
+            .unwrap();
+        let forced = Forced {
+            step_projection: None,
+            split_rows: Some(true),
+        };
+        for spec in [peep, proj] {
+            let p = plan(&spec, 64, 2, AVX512, xeon(), forced);
+            assert!(p.cells[0].by_rows && !p.cells[0].backward_by_rows);
+        }
+    }
+
+    #[test]
+    fn gemm_splits_panels_when_they_divide_or_rows_are_few() {
+        assert!(gemm_by_tiles(10_000, 8, 2));
+        assert!(gemm_by_tiles(10_000, 9, 2)); // 9 >= 4 * 2
+        assert!(!gemm_by_tiles(10_000, 3, 2));
+        assert!(gemm_by_tiles(FEW_ROWS - 1, 3, 2));
+        assert!(gemm_by_tiles(10_000, 5, 1));
+    }
+
+    #[test]
+    fn workers_are_pinned_by_default_only_with_a_cpu_each() {
+        assert!(pin_workers(None, 2, 2));
+        assert!(!pin_workers(None, 1, 2));
+        assert!(pin_workers(Some(true), 1, 2));
+        assert!(!pin_workers(Some(true), 0, 2));
+        assert!(!pin_workers(Some(false), 8, 2));
+    }
+
+    #[test]
+    fn the_cache_makes_each_plan_once() {
+        let cache = PlanCache::default();
+        let spec = stack(8, &[8]);
+        let mut made = 0;
+        {
+            let mut make = |rows| {
+                cache.get_or_make((rows, 5), || {
+                    made += 1;
+                    plan(&spec, rows, 2, AVX512, xeon(), Forced::default())
+                })
+            };
+            let a = make(3);
+            let b = make(3);
+            assert!(Arc::ptr_eq(&a, &b));
+            for rows in 0..PlanCache::CAPACITY + 3 {
+                make(rows);
+            }
+        }
+        // 3 made once and found again among the next keys; every other key made once.
+        assert_eq!(made, 1 + PlanCache::CAPACITY + 2);
+    }
+}
