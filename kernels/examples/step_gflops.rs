@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use lstm_kernels_simd::{available_isas, packed_recurrent_len, Isa, Kernels, StepParams, StepRaw};
+use lstm_kernels_simd::{available_isas, packed_recurrent_len, GemmRaw, Isa, Kernels, StepParams};
 
 /// A slice of `n` floats starting on a 64-byte boundary inside `buf`.
 fn aligned(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -56,30 +56,22 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool, gemm: boo
         let t = Instant::now();
         for _ in 0..steps {
             if gemm {
-                let raw = StepRaw {
+                let raw = GemmRaw {
                     rows,
                     k,
-                    input: None,
-                    h_prev: h_prev.as_ptr(),
-                    ld_h_prev: k,
+                    a: h_prev.as_ptr(),
+                    lda: k,
                     w: w.as_ptr(),
                     ld_w: 4 * u,
                     w_panel: k * 4 * u,
-                    zx: zx.as_ptr(),
-                    ld_zx: 4 * u * nt,
-                    peep: None,
-                    c: std::ptr::null_mut(),
-                    ld_c: 0,
-                    h_out: gates.as_mut_ptr(),
-                    ld_h_out: 4 * u * nt,
-                    gates: None,
-                    ld_gates: 0,
+                    init: zx.as_ptr(),
+                    ld_init: 4 * u * nt,
+                    out: gates.as_mut_ptr(),
+                    ld_out: 4 * u * nt,
                     tiles: 0..nt,
-                    forget_bias: 0.0,
-                    cell_clip: f32::INFINITY,
                 };
                 // SAFETY: h_prev is rows x k, w the packed panels of every tile, zx and
-                // gates rows x tiles*4U; the GEMM kernel uses neither c, peep nor gates.
+                // gates rows x tiles*4U; gates is a buffer of its own.
                 unsafe { kern.gemm_tiles_raw(&raw) };
                 continue;
             }

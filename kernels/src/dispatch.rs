@@ -5,8 +5,9 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
-use crate::cell::{BackwardRaw, StepParams, StepRaw};
+use crate::args::{BackwardRaw, GemmRaw, StepParams, StepRaw};
 use crate::pack::{packed_recurrent_len, padded, tiles};
+use crate::table::Table;
 
 /// Name of the environment variable that forces an ISA.
 pub const ISA_ENV: &str = "LSTM_KERNELS_ISA";
@@ -125,11 +126,6 @@ pub fn resolve_isa(forced: Option<&str>) -> Result<Isa, DetectError> {
     }
 }
 
-type StepFn = unsafe fn(&StepRaw);
-type BackwardFn = unsafe fn(&BackwardRaw);
-type MapFn = unsafe fn(*const f32, *mut f32, usize);
-type TransposeFn = unsafe fn(&[*const f32], usize, *mut f32, usize);
-
 /// The kernels of one ISA: its tile shape and its entry points.
 ///
 /// Cheap to copy. Obtain one with [`Kernels::detect`] (cached, honours
@@ -137,22 +133,17 @@ type TransposeFn = unsafe fn(&[*const f32], usize, *mut f32, usize);
 #[derive(Clone, Copy)]
 pub struct Kernels {
     isa: Isa,
-    u: usize,
-    mr: usize,
-    step: StepFn,
-    gemm: StepFn,
-    backward: BackwardFn,
-    sigmoid: MapFn,
-    tanh: MapFn,
-    transpose: TransposeFn,
+    /// `isa`'s table. Its entry points require the CPU to have `isa`, which
+    /// `unchecked`, the only constructor, has checked.
+    t: Table,
 }
 
 impl fmt::Debug for Kernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Kernels")
             .field("isa", &self.isa)
-            .field("unit_tile", &self.u)
-            .field("mr", &self.mr)
+            .field("unit_tile", &self.t.u)
+            .field("mr", &self.t.mr)
             .finish()
     }
 }
@@ -192,7 +183,7 @@ impl Kernels {
     /// self-check must catch.
     #[cfg(test)]
     pub(crate) fn broken_for_test(mut self) -> Kernels {
-        self.sigmoid = self.tanh;
+        self.t.sigmoid = self.t.tanh;
         self
     }
 
@@ -201,66 +192,18 @@ impl Kernels {
         if !isa.is_available() {
             return None;
         }
-        match isa {
-            Isa::Scalar => Some(Kernels {
-                isa,
-                u: crate::scalar::U,
-                mr: crate::scalar::MR,
-                step: crate::scalar::step,
-                gemm: crate::scalar::gemm,
-                backward: crate::scalar::backward,
-                sigmoid: crate::scalar::sigmoid,
-                tanh: crate::scalar::tanh,
-                transpose: crate::scalar::transpose,
-            }),
+        let t = match isa {
+            Isa::Scalar => crate::scalar::TABLE,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                use crate::x86_64::avx2 as m;
-                Some(Kernels {
-                    isa,
-                    u: m::U,
-                    mr: m::MR,
-                    step: m::step,
-                    gemm: m::gemm,
-                    backward: m::backward,
-                    sigmoid: m::sigmoid,
-                    tanh: m::tanh,
-                    transpose: m::transpose,
-                })
-            }
+            Isa::Avx2 => crate::x86_64::avx2::TABLE,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                use crate::x86_64::avx512 as m;
-                Some(Kernels {
-                    isa,
-                    u: m::U,
-                    mr: m::MR,
-                    step: m::step,
-                    gemm: m::gemm,
-                    backward: m::backward,
-                    sigmoid: m::sigmoid,
-                    tanh: m::tanh,
-                    transpose: m::transpose,
-                })
-            }
+            Isa::Avx512 => crate::x86_64::avx512::TABLE,
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => {
-                use crate::aarch64::neon as m;
-                Some(Kernels {
-                    isa,
-                    u: m::U,
-                    mr: m::MR,
-                    step: m::step,
-                    gemm: m::gemm,
-                    backward: m::backward,
-                    sigmoid: m::sigmoid,
-                    tanh: m::tanh,
-                    transpose: m::transpose,
-                })
-            }
+            Isa::Neon => crate::aarch64::neon::TABLE,
             #[allow(unreachable_patterns)]
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(Kernels { isa, t })
     }
 
     /// The best ISA of this CPU, or the one `LSTM_KERNELS_ISA` names;
@@ -295,28 +238,28 @@ impl Kernels {
 
     /// `U`: hidden units per tile, the packing granule of this ISA.
     pub fn unit_tile(&self) -> usize {
-        self.u
+        self.t.u
     }
 
     /// Rows per register block of the step kernel (informative: any row
     /// count works, and the results do not depend on it).
     pub fn mr(&self) -> usize {
-        self.mr
+        self.t.mr
     }
 
     /// Number of tiles of a layer of `h` units.
     pub fn tiles(&self, h: usize) -> usize {
-        tiles(h, self.u)
+        tiles(h, self.t.u)
     }
 
     /// `h` padded to whole tiles: the row stride of `c` and `h_out`.
     pub fn padded(&self, h: usize) -> usize {
-        padded(h, self.u)
+        padded(h, self.t.u)
     }
 
     /// [`crate::pack_recurrent`] with this ISA's tile.
     pub fn pack_recurrent(&self, w_h: &[f32], k: usize, h: usize) -> Vec<f32> {
-        crate::pack::pack_recurrent(w_h, k, h, self.u)
+        crate::pack::pack_recurrent(w_h, k, h, self.t.u)
     }
 
     /// `dst[i] = sigmoid(src[i])`, any length.
@@ -324,27 +267,27 @@ impl Kernels {
         assert_eq!(src.len(), dst.len(), "sigmoid_slice: length mismatch");
         // SAFETY: `self` was built by `for_isa`, which checked the CPU; the
         // slices hold `len` elements each.
-        unsafe { (self.sigmoid)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
+        unsafe { (self.t.sigmoid)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
     }
 
     /// `tanh` of every element of `src` into `dst`, any length.
     pub fn tanh_slice(&self, src: &[f32], dst: &mut [f32]) {
         assert_eq!(src.len(), dst.len(), "tanh_slice: length mismatch");
         // SAFETY: as in `sigmoid_slice`.
-        unsafe { (self.tanh)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
+        unsafe { (self.t.tanh)(src.as_ptr(), dst.as_mut_ptr(), src.len()) }
     }
 
     /// Sigmoid in place.
     pub fn sigmoid_inplace(&self, x: &mut [f32]) {
         // SAFETY: as in `sigmoid_slice`; the kernel reads each element
         // before writing it, so `src == dst` is fine.
-        unsafe { (self.sigmoid)(x.as_ptr(), x.as_mut_ptr(), x.len()) }
+        unsafe { (self.t.sigmoid)(x.as_ptr(), x.as_mut_ptr(), x.len()) }
     }
 
     /// Tanh in place.
     pub fn tanh_inplace(&self, x: &mut [f32]) {
         // SAFETY: as in `sigmoid_inplace`.
-        unsafe { (self.tanh)(x.as_ptr(), x.as_mut_ptr(), x.len()) }
+        unsafe { (self.t.tanh)(x.as_ptr(), x.as_mut_ptr(), x.len()) }
     }
 
     /// One recurrent step for the tiles `tile_range` of a layer of `h`
@@ -388,7 +331,7 @@ impl Kernels {
         params: &StepParams,
         save_gates: Option<&mut [f32]>,
     ) {
-        let u = self.u;
+        let u = self.t.u;
         let nt = tiles(h, u);
         let cell_clip = params.clip_value();
         assert!(
@@ -444,7 +387,7 @@ impl Kernels {
         // touches (rows x the layer's full tile width, tiles below nt, k
         // panel rows); the borrows make the outputs exclusive and distinct
         // from the inputs; `self` came from `for_isa`.
-        unsafe { (self.step)(&raw) }
+        unsafe { (self.t.step)(&raw) }
     }
 
     /// [`Kernels::step_tiles`] on raw pointers, with explicit strides: for
@@ -466,26 +409,33 @@ impl Kernels {
         }
         // SAFETY: the caller's contract is the kernel's; `self` came from
         // `for_isa`.
-        unsafe { (self.step)(a) }
+        unsafe { (self.t.step)(a) }
     }
 
     /// The step kernel without its epilogue, a GEMM in the kernels' tile order:
-    /// `h_out[r] = zx[r] + h_prev[r] W` for rows `0..a.rows` and the tiles `a.tiles`,
-    /// `h_out` laid out like `zx` (`4U` per tile, row stride `a.ld_h_out`). With
-    /// `a.ld_zx = 0` every row starts from the same `zx` row (a bias). `W` is packed by
-    /// [`crate::pack_recurrent`] with `k` = the input width: the input projection of a
-    /// layer in the order the step kernel reads it, with the same sum order for every
-    /// element whatever the rows and tiles of the call. `c`, `peep`, `gates` and the
-    /// cell options are not used.
+    /// `out[r] = init[r] + a[r] W` for rows `0..a.rows` and the tiles `a.tiles` (see
+    /// [`GemmRaw`] for the layouts). With `W` packed by [`crate::pack_recurrent`]
+    /// (`k` = the input width) and the bias as `init` (`ld_init = 0`), that is the
+    /// input projection of a layer in the order the step kernel reads `zx`, with
+    /// the step's own sum order for every element whatever the rows and tiles of the
+    /// call.
     ///
     /// # Safety
-    /// As [`Kernels::step_tiles_raw`], with `h_out` holding `4U` per tile.
-    pub unsafe fn gemm_tiles_raw(&self, a: &StepRaw) {
+    /// - `a.a` is valid for reading `k` floats at each row `r * a.lda`,
+    ///   `r < a.rows`;
+    /// - `a.w` is valid for reading `4U` floats at `t * a.w_panel + kk * a.ld_w`
+    ///   for every tile `t` of `a.tiles` and `kk < k`;
+    /// - `a.init` is valid for reading, and `a.out` for writing, the `4U` floats
+    ///   of every tile of `a.tiles` in each row `r < a.rows` (at
+    ///   `r * a.ld_init + t * 4U` and `r * a.ld_out + t * 4U`);
+    /// - for the duration of the call, nothing else reads or writes those
+    ///   columns of `out`, and `out` overlaps none of `a`, `w` and `init`.
+    pub unsafe fn gemm_tiles_raw(&self, a: &GemmRaw) {
         if a.rows == 0 || a.tiles.is_empty() {
             return;
         }
         // SAFETY: the caller's contract is the kernel's; `self` came from `for_isa`.
-        unsafe { (self.gemm)(a) }
+        unsafe { (self.t.gemm)(a) }
     }
 
     /// The fused elementwise backward of one step, tiles `tile_range`,
@@ -522,7 +472,7 @@ impl Kernels {
         tile_range: Range<usize>,
         params: &StepParams,
     ) {
-        let u = self.u;
+        let u = self.t.u;
         let nt = tiles(h, u);
         let cell_clip = params.clip_value();
         assert!(
@@ -569,7 +519,7 @@ impl Kernels {
         };
         // SAFETY: the checked lengths cover every offset; borrows make the
         // outputs exclusive; `self` came from `for_isa`.
-        unsafe { (self.backward)(&raw) }
+        unsafe { (self.t.backward)(&raw) }
     }
 
     /// `dst[(c - cols.start) * ld_dst + i] = rows[i][c]` for every row `i` and
@@ -610,7 +560,7 @@ impl Kernels {
             // and this chunk writes rows b * max.. of it; dst is a distinct
             // `&mut`; `self` came from `for_isa`.
             unsafe {
-                (self.transpose)(
+                (self.t.transpose)(
                     &ptrs[..chunk.len()],
                     w,
                     dst.as_mut_ptr().add(b * max),
@@ -633,6 +583,6 @@ impl Kernels {
             return;
         }
         // SAFETY: the caller's contract is the kernel's.
-        unsafe { (self.backward)(a) }
+        unsafe { (self.t.backward)(a) }
     }
 }

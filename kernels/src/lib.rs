@@ -6,11 +6,16 @@
 //! the `4H` pre-activations never reach memory. It also has vectorised
 //! `sigmoid` / `tanh` and the fused elementwise backward of a step.
 //!
-//! Layout: the kernels are written once (`activations.rs`, `cell.rs`) over a
-//! small vector trait (`vector.rs`); each ISA (`scalar.rs`,
-//! `x86_64/{avx2,avx512}.rs`, `aarch64/neon.rs`) implements the trait and
-//! instantiates the kernels under its `#[target_feature]`. [`Kernels`]
-//! picks one at run time.
+//! Layout: the kernels are written once over a small vector trait
+//! (`vector.rs`): the activations (`activations.rs`), the forward step
+//! (`step.rs`), its epilogue-free GEMM mode (`gemm.rs`), the backward
+//! (`backward.rs`) and the transpose (`transpose.rs`); their argument types
+//! are in `args.rs`. Each ISA (`scalar.rs`, `x86_64/{avx2,avx512}.rs`,
+//! `aarch64/neon.rs`) implements the trait, instantiates the kernels under its
+//! `#[target_feature]` and lists them in its table (`table.rs`); [`Kernels`]
+//! (`dispatch.rs`) picks a table at run time, after a known-answer check
+//! against the scalar one (`selfcheck.rs`). The packing helpers are in
+//! `pack.rs`.
 //!
 //! Exactness: every ISA runs the same sequence of IEEE operations (fused
 //! multiply-add, correctly rounded division, integer bit operations), so
@@ -54,14 +59,22 @@
 //! assert!((c[0] - c0).abs() < 1e-6);
 //! assert!((m[0] - s(0.35) * c0.tanh()).abs() < 1e-6);
 //! ```
-#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 mod activations;
-mod cell;
+mod args;
+mod backward;
 mod dispatch;
+mod gemm;
 mod pack;
 mod scalar;
 mod selfcheck;
+mod step;
+mod table;
 mod transpose;
 mod vector;
 
@@ -70,7 +83,7 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
-pub use cell::{BackwardRaw, DzPanels, InputPart, StepParams, StepRaw};
+pub use args::{BackwardRaw, DzPanels, GemmRaw, InputPart, StepParams, StepRaw};
 pub use dispatch::{available_isas, resolve_isa, DetectError, Isa, Kernels, ISA_ENV};
 pub use pack::{
     pack_gate_columns, pack_gate_columns_into, pack_panels, pack_panels_into, pack_peepholes,

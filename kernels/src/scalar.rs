@@ -6,7 +6,8 @@
 //! is fused, division correctly rounded), the scalar path and each SIMD path
 //! produce identical bits, which the tests assert.
 
-use crate::cell::BackwardRaw;
+use crate::args::BackwardRaw;
+use crate::table::Table;
 use crate::vector::Vector;
 
 // The trait's methods are `unsafe` only for the SIMD types; for `f32` each
@@ -110,21 +111,20 @@ const NV: usize = 4;
 /// Rows per register block.
 pub(crate) const MR: usize = 2;
 
-crate::cell::step_kernel! {
+crate::step::step_kernel! {
     /// # Safety
-    /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
+    /// `a` satisfies the contract of [`StepRaw`](crate::StepRaw).
     fn step, f32, NV = NV, MR = MR, plain = false, group = [1 => 2],
     blocks = [(2, 1), (1, 1), (1, 2)],
     split = []
 }
 
-crate::cell::step_kernel! {
-    /// The step kernel without its epilogue: a GEMM into `h_out` in the
-    /// `zx` layout, for the input projections.
+crate::gemm::gemm_kernel! {
+    /// The step kernel without its epilogue, for the input projections.
     ///
     /// # Safety
-    /// `a` satisfies the contract of [`StepRaw`](crate::cell::StepRaw).
-    fn gemm, f32, NV = NV, MR = MR, plain = true, group = [1 => 2],
+    /// `a` satisfies the contract of [`GemmRaw`](crate::GemmRaw).
+    fn gemm, f32, NV = NV, MR = MR, group = [1 => 2],
     blocks = [(2, 1), (1, 1), (1, 2)],
     split = []
 }
@@ -133,7 +133,7 @@ crate::cell::step_kernel! {
 /// `a` satisfies the contract of [`BackwardRaw`].
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: forwarded contract; `f32` needs no CPU feature.
-    unsafe { crate::cell::backward::<f32, { 4 * NV }>(a) }
+    unsafe { crate::backward::backward::<f32, { 4 * NV }>(a) }
 }
 
 /// # Safety
@@ -156,3 +156,16 @@ pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: forwarded contract.
     unsafe { crate::activations::map::<f32, { crate::activations::TANH }>(src, dst, n) }
 }
+
+/// The scalar entry points: available on every CPU, and the oracle the SIMD
+/// tables are self-checked against (`selfcheck.rs`).
+pub(crate) const TABLE: Table = Table {
+    u: U,
+    mr: MR,
+    step,
+    gemm,
+    backward,
+    sigmoid,
+    tanh,
+    transpose,
+};

@@ -1,10 +1,11 @@
 //! The small vector vocabulary every kernel is written in.
 //!
 //! Each ISA implements [`Vector`] once (`scalar.rs`, `x86_64/*.rs`,
-//! `aarch64/neon.rs`); `activations.rs` and `cell.rs` are written once over
-//! it. Every operation is IEEE-exact in the same way on every ISA (fused
-//! multiply-add, correctly rounded division, integer bit operations), which is why
-//! every ISA produces the same bits as the scalar oracle.
+//! `aarch64/neon.rs`); `activations.rs`, `step.rs` (and through it `gemm.rs`),
+//! `backward.rs` and `transpose.rs` are written once over it. Every operation
+//! is IEEE-exact in the same way on every ISA (fused multiply-add, correctly
+//! rounded division, integer bit operations), which is why every ISA produces
+//! the same bits as the scalar oracle.
 
 /// A vector of `LANES` f32.
 ///

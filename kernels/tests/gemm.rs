@@ -2,7 +2,7 @@
 //! bitwise against scalar, and independent of how rows and tiles are split.
 
 use lstm_kernels_simd::{
-    available_isas, pack_gate_columns, pack_panels, pack_recurrent, tiles, Isa, Kernels, StepRaw,
+    available_isas, pack_gate_columns, pack_panels, pack_recurrent, tiles, GemmRaw, Isa, Kernels,
 };
 
 fn lcg(seed: &mut u64) -> f32 {
@@ -37,30 +37,22 @@ fn run(
         let mut t0 = 0;
         while t0 < nt {
             let t1 = (t0 + tile_split).min(nt);
-            let a = StepRaw {
+            let a = GemmRaw {
                 rows: n,
                 k,
-                input: None,
-                h_prev: x[r0 * k..].as_ptr(),
-                ld_h_prev: k,
+                a: x[r0 * k..].as_ptr(),
+                lda: k,
                 w: panels.as_ptr(),
                 ld_w: 4 * u,
                 w_panel: k * 4 * u,
-                zx: bias_t.as_ptr(),
-                ld_zx: 0,
-                peep: None,
-                c: std::ptr::null_mut(),
-                ld_c: 0,
-                h_out: out[r0 * gw..].as_mut_ptr(),
-                ld_h_out: gw,
-                gates: None,
-                ld_gates: gw,
+                init: bias_t.as_ptr(),
+                ld_init: 0,
+                out: out[r0 * gw..].as_mut_ptr(),
+                ld_out: gw,
                 tiles: t0..t1,
-                forget_bias: 0.0,
-                cell_clip: f32::INFINITY,
             };
             // SAFETY: x holds rows x k, the panels and the tiled bias cover every tile,
-            // out holds rows x gw; c, peep and gates are not used by the GEMM kernel.
+            // out holds rows x gw and is a buffer of its own.
             unsafe { kern.gemm_tiles_raw(&a) };
             t0 = t1;
         }
@@ -156,31 +148,23 @@ fn panel_product(
     let mut r0 = 0;
     while r0 < m {
         let n = rows_per_call.min(m - r0);
-        let raw = StepRaw {
+        let raw = GemmRaw {
             rows: n,
             k,
-            input: None,
-            h_prev: a[r0 * k..].as_ptr(),
-            ld_h_prev: k,
+            a: a[r0 * k..].as_ptr(),
+            lda: k,
             w: w.as_ptr(),
             ld_w,
             w_panel,
-            zx: zeros.as_ptr(),
-            ld_zx: 0,
-            peep: None,
-            c: std::ptr::null_mut(),
-            ld_c: 0,
-            h_out: out[r0 * nt * u4..].as_mut_ptr(),
-            ld_h_out: nt * u4,
-            gates: None,
-            ld_gates: 0,
+            init: zeros.as_ptr(),
+            ld_init: 0,
+            out: out[r0 * nt * u4..].as_mut_ptr(),
+            ld_out: nt * u4,
             tiles: 0..nt,
-            forget_bias: 0.0,
-            cell_clip: f32::INFINITY,
         };
         // SAFETY: a holds m x k; w holds nt panels of k rows (ld_w, w_panel describe
         // them, checked by the callers' sizes); zeros covers nt * 4U; out holds
-        // m x nt*4U; the GEMM kernel uses neither c, peep nor gates.
+        // m x nt*4U and is a buffer of its own.
         unsafe { kern.gemm_tiles_raw(&raw) };
         r0 += n;
     }

@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 
 use lstm_kernels_simd::{
     bounds, pack_gate_columns, pack_peepholes, pack_recurrent, pad_units, unpack_gate_columns,
-    unpad_units, InputPart, Kernels, StepParams, StepRaw,
+    unpad_units, GemmRaw, InputPart, Kernels, StepParams, StepRaw,
 };
 
 const EPS: f64 = 1.0 / (1u64 << 24) as f64; // unit roundoff of f32
@@ -631,27 +631,19 @@ fn input_part_in_the_k_loop_equals_projecting_first() {
             // Projecting first: zx = bias + x W_x, by the GEMM kernel.
             let nt = kern.tiles(h);
             let mut zx = vec![f32::NAN; rows * nt * 4 * u];
-            let proj = StepRaw {
+            let proj = GemmRaw {
                 rows,
                 k: kx,
-                input: None,
-                h_prev: x.as_ptr(),
-                ld_h_prev: kx,
+                a: x.as_ptr(),
+                lda: kx,
                 w: wx_p.as_ptr(),
                 ld_w: 4 * u,
                 w_panel: kx * 4 * u,
-                zx: bias_p.as_ptr(),
-                ld_zx: 0,
-                peep: None,
-                c: std::ptr::null_mut(),
-                ld_c: 0,
-                h_out: zx.as_mut_ptr(),
-                ld_h_out: nt * 4 * u,
-                gates: None,
-                ld_gates: 0,
+                init: bias_p.as_ptr(),
+                ld_init: 0,
+                out: zx.as_mut_ptr(),
+                ld_out: nt * 4 * u,
                 tiles: 0..nt,
-                forget_bias: 0.0,
-                cell_clip: f32::INFINITY,
             };
             // SAFETY: x is rows x kx, the panels cover kx rows of every tile, the bias
             // one row of every tile, zx rows x the full tile width.

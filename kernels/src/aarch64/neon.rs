@@ -2,7 +2,8 @@
 
 use std::arch::aarch64::*;
 
-use crate::cell::BackwardRaw;
+use crate::args::BackwardRaw;
+use crate::table::Table;
 use crate::vector::Vector;
 
 // The methods hold no `unsafe` blocks of their own: each is one intrinsic
@@ -111,23 +112,22 @@ const NV: usize = 1;
 /// broadcasts of `h_prev` and 1 weight vector: 31 of the 32 vector registers.
 pub(crate) const MR: usize = 6;
 
-crate::cell::step_kernel! {
+crate::step::step_kernel! {
     /// # Safety
-    /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
+    /// `a` satisfies the [`StepRaw`](crate::StepRaw) contract.
     #[target_feature(enable = "neon")]
     fn step, float32x4_t, NV = NV, MR = MR, plain = false, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
     split = []
 }
 
-crate::cell::step_kernel! {
-    /// The step kernel without its epilogue: a GEMM into `h_out` in the
-    /// `zx` layout, for the input projections.
+crate::gemm::gemm_kernel! {
+    /// The step kernel without its epilogue, for the input projections.
     ///
     /// # Safety
-    /// `a` satisfies the [`StepRaw`](crate::cell::StepRaw) contract.
+    /// `a` satisfies the [`GemmRaw`](crate::GemmRaw) contract.
     #[target_feature(enable = "neon")]
-    fn gemm, float32x4_t, NV = NV, MR = MR, plain = true, group = [1 => 4, 2 => 3, 3 => 2],
+    fn gemm, float32x4_t, NV = NV, MR = MR, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
     split = []
 }
@@ -137,7 +137,7 @@ crate::cell::step_kernel! {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: this function's own contract.
-    unsafe { crate::cell::backward::<float32x4_t, { 4 * NV }>(a) }
+    unsafe { crate::backward::backward::<float32x4_t, { 4 * NV }>(a) }
 }
 
 /// # Safety
@@ -163,3 +163,16 @@ pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: this function's own contract.
     unsafe { crate::activations::map::<float32x4_t, { crate::activations::TANH }>(src, dst, n) }
 }
+
+/// This ISA's entry points, which `dispatch.rs` hands out only after checking
+/// the CPU.
+pub(crate) const TABLE: Table = Table {
+    u: U,
+    mr: MR,
+    step,
+    gemm,
+    backward,
+    sigmoid,
+    tanh,
+    transpose,
+};

@@ -2,7 +2,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::cell::BackwardRaw;
+use crate::args::BackwardRaw;
+use crate::table::Table;
 use crate::vector::Vector;
 
 // The methods hold no `unsafe` blocks of their own: each is one intrinsic
@@ -126,9 +127,9 @@ const NV: usize = 1;
 /// spilled (checked in the disassembly).
 pub(crate) const MR: usize = 3;
 
-crate::cell::step_kernel! {
+crate::step::step_kernel! {
     /// # Safety
-    /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
+    /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::StepRaw)
     /// contract.
     #[target_feature(enable = "avx2,fma")]
     fn step, __m256, NV = NV, MR = MR, plain = false, group = [1 => 3],
@@ -136,15 +137,14 @@ crate::cell::step_kernel! {
     split = []
 }
 
-crate::cell::step_kernel! {
-    /// The step kernel without its epilogue: a GEMM into `h_out` in the
-    /// `zx` layout, for the input projections.
+crate::gemm::gemm_kernel! {
+    /// The step kernel without its epilogue, for the input projections.
     ///
     /// # Safety
-    /// The CPU supports AVX2 and FMA; `a` satisfies the [`StepRaw`](crate::cell::StepRaw)
+    /// The CPU supports AVX2 and FMA; `a` satisfies the [`GemmRaw`](crate::GemmRaw)
     /// contract.
     #[target_feature(enable = "avx2,fma")]
-    fn gemm, __m256, NV = NV, MR = MR, plain = true, group = [1 => 3],
+    fn gemm, __m256, NV = NV, MR = MR, group = [1 => 3],
     blocks = [(3, 1), (2, 1), (1, 1), (1, 3)],
     split = []
 }
@@ -155,7 +155,7 @@ crate::cell::step_kernel! {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: this function's own contract.
-    unsafe { crate::cell::backward::<__m256, { 4 * NV }>(a) }
+    unsafe { crate::backward::backward::<__m256, { 4 * NV }>(a) }
 }
 
 /// # Safety
@@ -182,3 +182,16 @@ pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: this function's own contract.
     unsafe { crate::activations::map::<__m256, { crate::activations::TANH }>(src, dst, n) }
 }
+
+/// This ISA's entry points, which `dispatch.rs` hands out only after checking
+/// the CPU.
+pub(crate) const TABLE: Table = Table {
+    u: U,
+    mr: MR,
+    step,
+    gemm,
+    backward,
+    sigmoid,
+    tanh,
+    transpose,
+};

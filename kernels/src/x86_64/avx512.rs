@@ -2,7 +2,8 @@
 
 use std::arch::x86_64::*;
 
-use crate::cell::BackwardRaw;
+use crate::args::BackwardRaw;
+use crate::table::Table;
 use crate::vector::Vector;
 
 // The methods hold no `unsafe` blocks of their own: each is one intrinsic
@@ -144,25 +145,24 @@ pub(crate) const MR: usize = 6;
 // rows per weight vector; 4 leftover rows keep their (4, 1) block: as a 10-row split
 // block, `infer-b64-h1024` at 1 thread was 3% slower (4 alternations).
 
-crate::cell::step_kernel! {
+crate::step::step_kernel! {
     /// # Safety
     /// The CPU supports AVX-512F; `a` satisfies the
-    /// [`StepRaw`](crate::cell::StepRaw) contract.
+    /// [`StepRaw`](crate::StepRaw) contract.
     #[target_feature(enable = "avx512f")]
     fn step, __m512, NV = NV, MR = MR, plain = false, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
     split = [7, 8, 9]
 }
 
-crate::cell::step_kernel! {
-    /// The step kernel without its epilogue: a GEMM into `h_out` in the
-    /// `zx` layout, for the input projections.
+crate::gemm::gemm_kernel! {
+    /// The step kernel without its epilogue, for the input projections.
     ///
     /// # Safety
     /// The CPU supports AVX-512F; `a` satisfies the
-    /// [`StepRaw`](crate::cell::StepRaw) contract.
+    /// [`GemmRaw`](crate::GemmRaw) contract.
     #[target_feature(enable = "avx512f")]
-    fn gemm, __m512, NV = NV, MR = MR, plain = true, group = [1 => 4, 2 => 3, 3 => 2],
+    fn gemm, __m512, NV = NV, MR = MR, group = [1 => 4, 2 => 3, 3 => 2],
     blocks = [(6, 1), (5, 1), (4, 1), (3, 1), (2, 1), (1, 1), (3, 2), (2, 3), (1, 4)],
     split = [7, 8, 9]
 }
@@ -172,7 +172,7 @@ crate::cell::step_kernel! {
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn backward(a: &BackwardRaw) {
     // SAFETY: this function's own contract.
-    unsafe { crate::cell::backward::<__m512, { 4 * NV }>(a) }
+    unsafe { crate::backward::backward::<__m512, { 4 * NV }>(a) }
 }
 
 /// # Safety
@@ -199,3 +199,16 @@ pub(crate) unsafe fn tanh(src: *const f32, dst: *mut f32, n: usize) {
     // SAFETY: this function's own contract.
     unsafe { crate::activations::map::<__m512, { crate::activations::TANH }>(src, dst, n) }
 }
+
+/// This ISA's entry points, which `dispatch.rs` hands out only after checking
+/// the CPU.
+pub(crate) const TABLE: Table = Table {
+    u: U,
+    mr: MR,
+    step,
+    gemm,
+    backward,
+    sigmoid,
+    tanh,
+    transpose,
+};

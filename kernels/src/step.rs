@@ -1,174 +1,23 @@
-//! The fused LSTM kernels, written once over [`Vector`].
+//! The forward step kernel, written once over [`Vector`].
 //!
-//! Forward ([`sums`] then [`finish`], driven by [`step_kernel!`]): for a
-//! block of `R` rows and `T` tiles, the `R x T x 4U` gate sums live in
-//! registers for the whole `kk` loop, then the gate math and the cell update
-//! run on them; only `c`, `m` (and optionally the activated gates) are
-//! stored, never the `4U` gate sums.
+//! For a block of `R` rows and `T` tiles, [`sums`] keeps the `R x T x 4U`
+//! gate sums in registers for the whole `kk` loop, then [`finish`] runs the
+//! gate math and the cell update on them; only `c`, `m` (and optionally the
+//! activated gates) are stored, never the `4U` gate sums. [`step_kernel!`]
+//! writes the loops around them for each ISA. With `PLAIN`, [`finish`] stores
+//! the sums as they are instead: the GEMM mode of `gemm.rs`.
 //!
 //! Determinism: every gate sum is one chain
 //! `acc = zx; for kk in 0..K { acc = fma(h[kk], w[kk], acc) }` (preceded, with
-//! an [`InputPart`], by the same chain over `x` and `W_x`), whatever the
-//! block shape, the number of rows or the tile range. The block shape only
-//! decides how many such chains run side by side, never their order, so a
-//! result does not depend on how rows or tiles are split between calls or
-//! threads, nor on the ISA (the scalar oracle runs the same chain).
-
-use std::ops::Range;
-use std::ptr::NonNull;
+//! an [`InputPart`](crate::InputPart), by the same chain over `x` and `W_x`),
+//! whatever the block shape, the number of rows or the tile range. The block
+//! shape only decides how many such chains run side by side, never their
+//! order, so a result does not depend on how rows or tiles are split between
+//! calls or threads, nor on the ISA (the scalar oracle runs the same chain).
 
 use crate::activations::{activate, SIGMOID, SKIP, TANH};
+use crate::args::StepRaw;
 use crate::vector::Vector;
-
-/// Cell options of a step.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepParams {
-    /// Added to the forget gate's pre-activation (TensorFlow's
-    /// `forget_bias`; 0 for PyTorch).
-    pub forget_bias: f32,
-    /// Clamp the new cell state to `[-clip, clip]`; `clip` must be `>= 0`.
-    pub cell_clip: Option<f32>,
-}
-
-impl Default for StepParams {
-    fn default() -> Self {
-        StepParams {
-            forget_bias: 0.0,
-            cell_clip: None,
-        }
-    }
-}
-
-impl StepParams {
-    /// The clip as the kernels use it: +inf when off.
-    pub(crate) fn clip_value(&self) -> f32 {
-        match self.cell_clip {
-            Some(c) => {
-                assert!(c >= 0.0, "cell_clip must be >= 0 (got {c})");
-                c
-            }
-            None => f32::INFINITY,
-        }
-    }
-}
-
-/// Raw arguments of one forward step, for callers that split the tiles of
-/// one step between threads (each thread writes only the columns of its
-/// tiles of `c`, `h_out` and `gates`, which safe `&mut` slices cannot say).
-///
-/// Layouts, with `U` = [`crate::Kernels::unit_tile`] and `tiles` the total
-/// tile count of the layer:
-/// - `h_prev`: `rows x k`, row stride `ld_h_prev >= k`;
-/// - `w`: panels of `4U` columns: tile `t`'s panel starts at
-///   `t * w_panel` and its row `kk` at `t * w_panel + kk * ld_w`. The
-///   output of [`crate::pack_recurrent`] has `ld_w = 4U`,
-///   `w_panel = k * 4U`; a row-major `[k, tiles*4U]` matrix (gate
-///   gradients in tile order, say) is read in place with `ld_w` = its row
-///   stride and `w_panel = 4U`;
-/// - `zx`, `gates`: `rows x tiles*4U` in tile order (strides `ld_zx`,
-///   `ld_gates`); `gates` receives `i, g, f, o` activated;
-/// - `peep`: the output of [`crate::pack_peepholes`] (`tiles * 3U`);
-/// - `c` (in: `c_prev`, out: new `c`) and `h_out`: `rows x tiles*U`.
-///
-/// - `input` (optional): a first part of the same product, `x · W_x` (see
-///   [`InputPart`]), summed before `h_prev · W`.
-///
-/// The kernel reads and writes whole tiles, padding units included.
-#[derive(Clone, Debug)]
-pub struct StepRaw {
-    pub rows: usize,
-    pub k: usize,
-    pub input: Option<InputPart>,
-    pub h_prev: *const f32,
-    pub ld_h_prev: usize,
-    pub w: *const f32,
-    pub ld_w: usize,
-    pub w_panel: usize,
-    pub zx: *const f32,
-    pub ld_zx: usize,
-    pub peep: Option<NonNull<f32>>,
-    pub c: *mut f32,
-    pub ld_c: usize,
-    pub h_out: *mut f32,
-    pub ld_h_out: usize,
-    pub gates: Option<NonNull<f32>>,
-    pub ld_gates: usize,
-    pub tiles: Range<usize>,
-    pub forget_bias: f32,
-    /// `+inf` for no clip. Must not be NaN or negative.
-    pub cell_clip: f32,
-}
-
-/// The input projection of a step, run in the same `k` loop as the recurrent
-/// product: the gate sums become `zx + x W_x + h_prev W` (`zx` then usually the
-/// bias, `ld_zx = 0`), with the `kx` rows of `W_x` first. That is the very chain
-/// that a separate projection into `zx` followed by the step computes, so the
-/// bits are the same, without the round trip of the `4U`-wide sums through
-/// memory and with one long `k` loop instead of two short ones.
-///
-/// Layouts as [`StepRaw`]'s `h_prev` and `w`: `x` is `rows x kx` (row stride
-/// `ld_x`), tile `t`'s panel of `W_x` starts at `t * w_panel`, its row `kk` at
-/// `t * w_panel + kk * ld_w`.
-#[derive(Clone, Copy, Debug)]
-pub struct InputPart {
-    pub kx: usize,
-    pub x: *const f32,
-    pub ld_x: usize,
-    pub w: *const f32,
-    pub ld_w: usize,
-    pub w_panel: usize,
-}
-
-/// Raw arguments of one backward step (see [`crate::Kernels::backward_tiles`]
-/// for the meaning); the layouts are those of [`StepRaw`]: `gates` and `dz`
-/// are `rows x tiles*4U`, `c_prev`, `dh`, `dc` are `rows x tiles*U`,
-/// `peep` and `dpeep` are `tiles * 3U`. `dz_panels`, when set, receives a second
-/// copy of `dz` laid out as panels (see [`DzPanels`]).
-#[derive(Clone, Debug)]
-pub struct BackwardRaw {
-    pub rows: usize,
-    pub gates: *const f32,
-    pub ld_gates: usize,
-    pub c_prev: *const f32,
-    pub ld_c_prev: usize,
-    pub dh: *const f32,
-    pub ld_dh: usize,
-    pub dc: *mut f32,
-    pub ld_dc: usize,
-    pub dz: *mut f32,
-    pub ld_dz: usize,
-    pub dz_panels: Option<DzPanels>,
-    pub peep: Option<NonNull<f32>>,
-    pub dpeep: Option<NonNull<f32>>,
-    pub tiles: Range<usize>,
-    pub cell_clip: f32,
-}
-
-/// Where the backward kernel writes its second copy of the gate gradients: row
-/// `r`'s `4U` values of tile `t` at `at + r * ld + t * panel`. With `ld = 4U`
-/// and `panel = rows_total * 4U` that is the panel layout the weight-gradient
-/// product reads as its B operand (`[tiles][rows][4U]`), which the row-major
-/// `dz`, `gw` floats per row, is not; writing both at once saves a pass that
-/// reads all of `dz` again.
-#[derive(Clone, Copy, Debug)]
-pub struct DzPanels {
-    pub at: NonNull<f32>,
-    pub ld: usize,
-    pub panel: usize,
-}
-
-// SAFETY: the structs are plain descriptions of memory; nothing is read or
-// written through them except by `Kernels::step_tiles_raw` /
-// `backward_tiles_raw`, whose callers promise (in their `# Safety`) that
-// concurrent calls touch disjoint tiles. Sending them to worker threads is
-// how those calls are meant to be made.
-unsafe impl Send for StepRaw {}
-// SAFETY: as for `Send`: shared references only allow reading the fields.
-unsafe impl Sync for StepRaw {}
-// SAFETY: as for `StepRaw`.
-unsafe impl Send for BackwardRaw {}
-// SAFETY: as for `StepRaw`.
-unsafe impl Sync for BackwardRaw {}
 
 /// How many panel rows ahead the step kernel prefetches.
 const PREFETCH_ROWS: usize = 16;
@@ -327,9 +176,9 @@ unsafe fn k_loop<
 }
 
 /// What follows [`sums`] for the same block: with `PLAIN`, the sums stored as
-/// they are (`h_out` then has the `zx` layout: `4U` per tile: the same kernel
-/// as a GEMM, for the input projections); otherwise the fused epilogue
-/// ([`unit`] for each row and tile). `PEEP`: whether `a.peep` is set.
+/// they are (`h_out` then has the `zx` layout, `4U` per tile: the GEMM mode of
+/// `gemm.rs`, for the input projections); otherwise the fused epilogue
+/// ([`unit()`] for each row and tile). `PEEP`: whether `a.peep` is set.
 ///
 /// # Safety
 /// As [`sums`].
@@ -466,7 +315,8 @@ unsafe fn unit<V: Vector, const NV: usize, const W: usize, const PEEP: bool>(
 }
 
 /// Defines an ISA's forward step entry point: the loops around [`sums`] and
-/// [`finish`].
+/// [`finish`]. `plain = true` makes the epilogue-free kernel that `gemm.rs`'s
+/// `gemm_kernel!` wraps.
 ///
 /// Tiles are the outer loop, so one tile's panel (`k x 4U`) is reused from
 /// cache by every row block. Rows go in blocks of `MR`; the `rows % MR`
@@ -492,9 +342,9 @@ macro_rules! step_kernel {
         split = [$($sr:literal),*]
     ) => {
         $(#[$attr])*
-        pub(crate) unsafe fn $name(a: &$crate::cell::StepRaw) {
+        pub(crate) unsafe fn $name(a: &$crate::args::StepRaw) {
             // The k loop in a function of its own, with the ISA's target
-            // features and never inlined (see `cell::sums`).
+            // features and never inlined (see `step::sums`).
             #[inline(never)]
             $(#[$attr])*
             unsafe fn sums<
@@ -504,14 +354,14 @@ macro_rules! step_kernel {
                 const J0: usize,
                 const JN: usize,
             >(
-                a: &$crate::cell::StepRaw,
+                a: &$crate::args::StepRaw,
                 r0: usize,
                 t0: usize,
                 out: &mut [$V; M],
             ) {
                 // SAFETY: forwarded from `run`'s contract.
                 unsafe {
-                    $crate::cell::sums::<$V, $NV, { 4 * $NV }, R, T, M, J0, JN, $PLAIN>(
+                    $crate::step::sums::<$V, $NV, { 4 * $NV }, R, T, M, J0, JN, $PLAIN>(
                         a, r0, t0, out,
                     )
                 }
@@ -519,7 +369,7 @@ macro_rules! step_kernel {
             /// The epilogue of a block whose gate sums are in `acc`.
             #[inline(always)]
             unsafe fn finish<const R: usize, const T: usize, const M: usize>(
-                a: &$crate::cell::StepRaw,
+                a: &$crate::args::StepRaw,
                 r0: usize,
                 t0: usize,
                 acc: &[$V; M],
@@ -528,14 +378,14 @@ macro_rules! step_kernel {
                 unsafe {
                     const W: usize = 4 * $NV;
                     if a.peep.is_some() {
-                        $crate::cell::finish::<$V, $NV, W, R, T, M, true, $PLAIN>(a, r0, t0, acc)
+                        $crate::step::finish::<$V, $NV, W, R, T, M, true, $PLAIN>(a, r0, t0, acc)
                     } else {
-                        $crate::cell::finish::<$V, $NV, W, R, T, M, false, $PLAIN>(a, r0, t0, acc)
+                        $crate::step::finish::<$V, $NV, W, R, T, M, false, $PLAIN>(a, r0, t0, acc)
                     }
                 }
             }
             #[inline(always)]
-            unsafe fn run(a: &$crate::cell::StepRaw, r0: usize, r: usize, t0: usize, t: usize) {
+            unsafe fn run(a: &$crate::args::StepRaw, r0: usize, r: usize, t0: usize, t: usize) {
                 // SAFETY: forwarded from the entry point's contract; the
                 // driver below keeps r0 + r <= rows and t0 + t <= tiles.end.
                 unsafe {
@@ -549,7 +399,7 @@ macro_rules! step_kernel {
                                 // Called through an opaque pointer: rustc drops
                                 // `inline(never)` on target-feature functions.
                                 let f: unsafe fn(
-                                    &$crate::cell::StepRaw, usize, usize, &mut [$V; M]
+                                    &$crate::args::StepRaw, usize, usize, &mut [$V; M]
                                 ) = sums::<$br, $bt, M, 0, W>;
                                 std::hint::black_box(f)(a, r0, t0, &mut acc);
                                 finish::<$br, $bt, M>(a, r0, t0, &acc);
@@ -566,7 +416,7 @@ macro_rules! step_kernel {
             #[inline(always)]
             #[allow(dead_code)] // ISAs without split blocks
             unsafe fn run_split<const S: usize, const M: usize, const MH: usize>(
-                a: &$crate::cell::StepRaw,
+                a: &$crate::args::StepRaw,
                 r0: usize,
                 t0: usize,
             ) {
@@ -577,13 +427,13 @@ macro_rules! step_kernel {
                     let zero = <$V as $crate::vector::Vector>::splat(0.0);
                     let mut acc = [zero; M];
                     let mut half = [zero; MH];
-                    let f: unsafe fn(&$crate::cell::StepRaw, usize, usize, &mut [$V; MH]) =
+                    let f: unsafe fn(&$crate::args::StepRaw, usize, usize, &mut [$V; MH]) =
                         sums::<S, 1, MH, 0, H>;
                     std::hint::black_box(f)(a, r0, t0, &mut half);
                     for r in 0..S {
                         acc[r * W..r * W + H].copy_from_slice(&half[r * H..(r + 1) * H]);
                     }
-                    let f: unsafe fn(&$crate::cell::StepRaw, usize, usize, &mut [$V; MH]) =
+                    let f: unsafe fn(&$crate::args::StepRaw, usize, usize, &mut [$V; MH]) =
                         sums::<S, 1, MH, H, H>;
                     std::hint::black_box(f)(a, r0, t0, &mut half);
                     for r in 0..S {
@@ -595,7 +445,7 @@ macro_rules! step_kernel {
             /// The split block of `rows` rows at `r0`, tile `t0`.
             #[inline(always)]
             #[allow(unused_variables)] // ISAs without split blocks
-            unsafe fn run_split_of(a: &$crate::cell::StepRaw, r0: usize, rows: usize, t0: usize) {
+            unsafe fn run_split_of(a: &$crate::args::StepRaw, r0: usize, rows: usize, t0: usize) {
                 match rows {
                     $(
                         // SAFETY: as `run`.
@@ -647,111 +497,3 @@ macro_rules! step_kernel {
     };
 }
 pub(crate) use step_kernel;
-
-/// The fused elementwise backward of one step over `a.tiles`, all rows.
-///
-/// Recomputes the unclipped cell `c_u = f c_prev + i g` with the forward's
-/// exact operations (same bits), so the clip mask and `tanh(c)` need no
-/// extra saved state.
-///
-/// # Safety
-/// The [`Vector`] contract and the [`BackwardRaw`] contract.
-#[inline(always)]
-pub(crate) unsafe fn backward<V: Vector, const W: usize>(a: &BackwardRaw) {
-    let l = V::LANES;
-    let u4 = W * l;
-    let u = u4 / 4;
-    let nv = W / 4;
-    // SAFETY: offsets stay inside the layouts of the `BackwardRaw`
-    // contract: rows < a.rows, tiles within a.tiles, in-tile offsets below
-    // 4U, U or 3U as for the forward.
-    unsafe {
-        let one = V::splat(1.0);
-        let zero = V::splat(0.0);
-        let clip = V::splat(a.cell_clip);
-        let neg_clip = V::splat(-a.cell_clip);
-        let do_clip = a.cell_clip != f32::INFINITY;
-        for tile in a.tiles.clone() {
-            for v in 0..nv {
-                let unit = tile * u + v * l;
-                let pofs = tile * 3 * u + v * l;
-                let (pi, pf, po) = match a.peep {
-                    Some(p) => {
-                        let p = p.as_ptr().add(pofs);
-                        (V::load(p), V::load(p.add(u)), V::load(p.add(2 * u)))
-                    }
-                    None => (zero, zero, zero),
-                };
-                let (mut dpi, mut dpf, mut dpo) = match a.dpeep {
-                    Some(p) => {
-                        let p = p.as_ptr().add(pofs);
-                        (V::load(p), V::load(p.add(u)), V::load(p.add(2 * u)))
-                    }
-                    None => (zero, zero, zero),
-                };
-                for row in 0..a.rows {
-                    let gp = a.gates.add(row * a.ld_gates + tile * u4 + v * l);
-                    let i = V::load(gp);
-                    let g = V::load(gp.add(u));
-                    let f = V::load(gp.add(2 * u));
-                    let o = V::load(gp.add(3 * u));
-                    let c_prev = V::load(a.c_prev.add(row * a.ld_c_prev + unit));
-                    let dm = V::load(a.dh.add(row * a.ld_dh + unit));
-                    let dcp = a.dc.add(row * a.ld_dc + unit);
-                    let dc_next = V::load(dcp);
-
-                    let cu = V::fma(f, c_prev, i.mul(g));
-                    let c = if do_clip {
-                        clip.min(neg_clip.max(cu))
-                    } else {
-                        cu
-                    };
-                    let mut th = [c];
-                    activate(&mut th, &[TANH]);
-                    let th = th[0];
-                    // d(sigmoid) = s (1 - s), d(tanh) = 1 - t^2.
-                    let da_o = dm.mul(th).mul(o.mul(one.sub(o)));
-                    let mut dc = V::fma(dm.mul(o), one.sub(th.mul(th)), dc_next);
-                    if a.peep.is_some() {
-                        dc = V::fma(da_o, po, dc);
-                    }
-                    if do_clip {
-                        // The clamp passes the gradient where it did not
-                        // bite, bounds included; NaN compares false.
-                        dc = V::select(cu.abs().le(clip), dc, zero);
-                    }
-                    let da_i = dc.mul(g).mul(i.mul(one.sub(i)));
-                    let dz_j = dc.mul(i).mul(one.sub(g.mul(g)));
-                    let da_f = dc.mul(c_prev).mul(f.mul(one.sub(f)));
-                    let mut dc_prev = dc.mul(f);
-                    if a.peep.is_some() {
-                        dc_prev = V::fma(da_i, pi, dc_prev);
-                        dc_prev = V::fma(da_f, pf, dc_prev);
-                    }
-                    let dzp = a.dz.add(row * a.ld_dz + tile * u4 + v * l);
-                    da_i.store(dzp);
-                    dz_j.store(dzp.add(u));
-                    da_f.store(dzp.add(2 * u));
-                    da_o.store(dzp.add(3 * u));
-                    if let Some(p) = a.dz_panels {
-                        let q = p.at.as_ptr().add(row * p.ld + tile * p.panel + v * l);
-                        da_i.store(q);
-                        dz_j.store(q.add(u));
-                        da_f.store(q.add(2 * u));
-                        da_o.store(q.add(3 * u));
-                    }
-                    dc_prev.store(dcp);
-                    dpi = V::fma(da_i, c_prev, dpi);
-                    dpf = V::fma(da_f, c_prev, dpf);
-                    dpo = V::fma(da_o, c, dpo);
-                }
-                if let Some(p) = a.dpeep {
-                    let p = p.as_ptr().add(pofs);
-                    dpi.store(p);
-                    dpf.store(p.add(u));
-                    dpo.store(p.add(2 * u));
-                }
-            }
-        }
-    }
-}
