@@ -1,130 +1,15 @@
-//! Picks the ISA once at run time and hands out safe entry points.
+//! [`Kernels`]: one ISA's table of entry points behind safe (and documented
+//! raw) methods. Which ISA, and whether it passed its self-check, is
+//! `detect.rs`'s business.
 
 use std::fmt;
 use std::ops::Range;
 use std::ptr::NonNull;
-use std::sync::OnceLock;
 
 use crate::args::{BackwardRaw, GemmRaw, StepParams, StepRaw};
+use crate::isa::Isa;
 use crate::pack::{packed_recurrent_len, padded, tiles};
 use crate::table::Table;
-
-/// Name of the environment variable that forces an ISA.
-pub const ISA_ENV: &str = "LSTM_KERNELS_ISA";
-
-/// An instruction set the kernels are compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// Portable one-lane code; always available.
-    Scalar,
-    /// x86_64 AVX2 + FMA.
-    Avx2,
-    /// x86_64 AVX-512F.
-    Avx512,
-    /// aarch64 NEON.
-    Neon,
-}
-
-impl Isa {
-    /// Every ISA, in order of preference when several are available.
-    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar];
-
-    /// The lowercase name used by `LSTM_KERNELS_ISA`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512",
-            Isa::Neon => "neon",
-        }
-    }
-
-    /// Parses a name as `LSTM_KERNELS_ISA` accepts it (case-insensitive).
-    pub fn from_name(s: &str) -> Option<Isa> {
-        Isa::ALL
-            .into_iter()
-            .find(|i| i.name().eq_ignore_ascii_case(s.trim()))
-    }
-
-    /// Whether this build and this CPU can run the ISA.
-    pub fn is_available(self) -> bool {
-        match self {
-            Isa::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for Isa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The ISAs this build can run on this CPU (and that passed their
-/// self-check, see [`Kernels::for_isa`]), best first; always ends with
-/// [`Isa::Scalar`].
-pub fn available_isas() -> Vec<Isa> {
-    Isa::ALL
-        .into_iter()
-        .filter(|&i| Kernels::for_isa(i).is_some())
-        .collect()
-}
-
-/// Why [`Kernels::try_detect`] could not honour `LSTM_KERNELS_ISA`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DetectError {
-    /// The variable names no ISA.
-    UnknownIsa(String),
-    /// The named ISA is not supported by this build or CPU.
-    Unavailable(Isa),
-}
-
-impl fmt::Display for DetectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DetectError::UnknownIsa(s) => write!(
-                f,
-                "{ISA_ENV}={s:?} names no ISA (expected one of scalar, avx2, avx512, neon, or auto)"
-            ),
-            DetectError::Unavailable(isa) => write!(
-                f,
-                "{ISA_ENV}={isa} was requested but this CPU or build lacks it (available: {})",
-                available_isas()
-                    .iter()
-                    .map(|i| i.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for DetectError {}
-
-/// Resolves a value of `LSTM_KERNELS_ISA` (`None`, empty or `auto`: the
-/// best available ISA).
-pub fn resolve_isa(forced: Option<&str>) -> Result<Isa, DetectError> {
-    match forced.map(str::trim) {
-        None | Some("") => Ok(available_isas()[0]),
-        Some(s) if s.eq_ignore_ascii_case("auto") => Ok(available_isas()[0]),
-        Some(s) => {
-            let isa = Isa::from_name(s).ok_or_else(|| DetectError::UnknownIsa(s.to_string()))?;
-            if Kernels::for_isa(isa).is_some() {
-                Ok(isa)
-            } else {
-                Err(DetectError::Unavailable(isa))
-            }
-        }
-    }
-}
 
 /// The kernels of one ISA: its tile shape and its entry points.
 ///
@@ -148,37 +33,7 @@ impl fmt::Debug for Kernels {
     }
 }
 
-static DETECTED: OnceLock<Result<Kernels, DetectError>> = OnceLock::new();
-
 impl Kernels {
-    /// The kernels for `isa`, or `None` when this build or CPU lacks it.
-    ///
-    /// A SIMD ISA is also refused if it fails its self-check: the first
-    /// time it is asked for in a process, it runs the activations, a step
-    /// and a backward on fixed inputs and must return the scalar path's
-    /// bits (a guard for ISA paths that the CI machine cannot run). A
-    /// failure is reported once on stderr.
-    pub fn for_isa(isa: Isa) -> Option<Kernels> {
-        static CHECKED: [OnceLock<bool>; 4] = [const { OnceLock::new() }; 4];
-        let k = Kernels::unchecked(isa)?;
-        if isa == Isa::Scalar {
-            return Some(k);
-        }
-        let slot = Isa::ALL.iter().position(|&i| i == isa).expect("listed");
-        let ok = *CHECKED[slot].get_or_init(|| {
-            let scalar = Kernels::unchecked(Isa::Scalar).expect("always available");
-            let ok = crate::selfcheck::agrees_with_scalar(&k, &scalar);
-            if !ok {
-                eprintln!(
-                    "lstm-kernels-simd: the {isa} kernels disagree with the scalar path on \
-                     this CPU; {isa} is disabled (please report this)"
-                );
-            }
-            ok
-        });
-        ok.then_some(k)
-    }
-
     /// These kernels with `sigmoid_slice` computing tanh: what the
     /// self-check must catch.
     #[cfg(test)]
@@ -187,8 +42,9 @@ impl Kernels {
         self
     }
 
-    /// The kernels for `isa` if the CPU has it, without the self-check.
-    fn unchecked(isa: Isa) -> Option<Kernels> {
+    /// The kernels for `isa` if the CPU has it, without the self-check
+    /// (`Kernels::for_isa` runs it).
+    pub(crate) fn unchecked(isa: Isa) -> Option<Kernels> {
         if !isa.is_available() {
             return None;
         }
@@ -204,31 +60,6 @@ impl Kernels {
             _ => return None,
         };
         Some(Kernels { isa, t })
-    }
-
-    /// The best ISA of this CPU, or the one `LSTM_KERNELS_ISA` names;
-    /// decided once per process.
-    ///
-    /// # Panics
-    /// When `LSTM_KERNELS_ISA` names an unknown ISA or one this CPU lacks:
-    /// a forced choice that silently fell back would make benchmarks and CI
-    /// matrices lie. Use [`Kernels::try_detect`] to handle it instead.
-    pub fn detect() -> Kernels {
-        match Kernels::try_detect() {
-            Ok(k) => k,
-            Err(e) => panic!("lstm-kernels-simd: {e}"),
-        }
-    }
-
-    /// [`Kernels::detect`] without the panic.
-    pub fn try_detect() -> Result<Kernels, DetectError> {
-        DETECTED
-            .get_or_init(|| {
-                let forced = std::env::var(ISA_ENV).ok();
-                let isa = resolve_isa(forced.as_deref())?;
-                Ok(Kernels::for_isa(isa).expect("resolve_isa returns available ISAs"))
-            })
-            .clone()
     }
 
     /// The ISA these kernels run.

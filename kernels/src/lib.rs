@@ -12,10 +12,11 @@
 //! (`backward.rs`) and the transpose (`transpose.rs`); their argument types
 //! are in `args.rs`. Each ISA (`scalar.rs`, `x86_64/{avx2,avx512}.rs`,
 //! `aarch64/neon.rs`) implements the trait, instantiates the kernels under its
-//! `#[target_feature]` and lists them in its table (`table.rs`); [`Kernels`]
-//! (`dispatch.rs`) picks a table at run time, after a known-answer check
-//! against the scalar one (`selfcheck.rs`). The packing helpers are in
-//! `pack.rs`.
+//! `#[target_feature]` and lists them in its table (`table.rs`). [`Kernels`]
+//! (`dispatch.rs`) wraps one table in safe methods; `isa.rs` names the ISAs
+//! and asks the CPU for them; `detect.rs` picks one at run time, after a
+//! known-answer check against the scalar table (`selfcheck.rs`). The packing
+//! helpers are in `pack.rs`.
 //!
 //! Exactness: every ISA runs the same sequence of IEEE operations (fused
 //! multiply-add, correctly rounded division, integer bit operations), so
@@ -68,8 +69,10 @@
 mod activations;
 mod args;
 mod backward;
+mod detect;
 mod dispatch;
 mod gemm;
+mod isa;
 mod pack;
 mod scalar;
 mod selfcheck;
@@ -84,7 +87,9 @@ mod aarch64;
 mod x86_64;
 
 pub use args::{BackwardRaw, DzPanels, GemmRaw, InputPart, StepParams, StepRaw};
-pub use dispatch::{available_isas, resolve_isa, DetectError, Isa, Kernels, ISA_ENV};
+pub use detect::{available_isas, resolve_isa, DetectError};
+pub use dispatch::Kernels;
+pub use isa::{Isa, ISA_ENV};
 pub use pack::{
     pack_gate_columns, pack_gate_columns_into, pack_panels, pack_panels_into, pack_peepholes,
     pack_recurrent, pack_recurrent_into, packed_panels_len, packed_recurrent_len, pad_units,

@@ -125,7 +125,7 @@ pub(crate) fn agrees_with_scalar(k: &Kernels, scalar: &Kernels) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dispatch::Isa;
+    use crate::isa::Isa;
 
     #[test]
     fn every_available_isa_passes_and_a_broken_one_is_caught() {

@@ -7,7 +7,7 @@
 //! output element is one fma chain over `k` in order, so a result does not depend on how
 //! rows and column panels are split between threads (bitwise identical for any count).
 
-use lstm_kernels_simd::StepRaw;
+use lstm_kernels_simd::GemmRaw;
 
 use super::context::{ExecContext, SendPtr};
 use super::partition::split;
@@ -57,28 +57,20 @@ pub(crate) fn gemm_raw(
     out: *mut f32,
     ldo: usize,
     tiles: std::ops::Range<usize>,
-) -> StepRaw {
-    StepRaw {
+) -> GemmRaw {
+    GemmRaw {
         rows,
         k: b.k,
-        input: None,
-        h_prev: a,
-        ld_h_prev: lda,
+        a,
+        lda,
         w: b.data.as_ptr(),
         ld_w: b.ld,
         w_panel: b.panel,
-        zx: init,
-        ld_zx: 0,
-        peep: None,
-        c: std::ptr::null_mut(),
-        ld_c: 0,
-        h_out: out,
-        ld_h_out: ldo,
-        gates: None,
-        ld_gates: 0,
+        init,
+        ld_init: 0,
+        out,
+        ld_out: ldo,
         tiles,
-        forget_bias: 0.0,
-        cell_clip: f32::INFINITY,
     }
 }
 
