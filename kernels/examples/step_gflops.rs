@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use lstm_kernels_simd::{available_isas, packed_recurrent_len, GemmRaw, Isa, Kernels, StepParams};
+use lstm_kernels_simd::{available_isas, packed_gate_panels_len, GemmRaw, Isa, Kernels, StepParams};
 
 /// A slice of `n` floats starting on a 64-byte boundary inside `buf`.
 fn aligned(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -25,7 +25,7 @@ fn bench(kern: &Kernels, rows: usize, k: usize, h: usize, align: bool, gemm: boo
     let u = kern.unit_tile();
     let nt = kern.tiles(h);
     let mut wbuf = Vec::new();
-    let n = packed_recurrent_len(k, h, u);
+    let n = packed_gate_panels_len(k, h, u);
     let w: &mut [f32] = if align {
         aligned(&mut wbuf, n)
     } else {

@@ -60,7 +60,7 @@ impl StepParams {
 /// - `h_prev`: `rows x k`, row stride `ld_h_prev >= k`;
 /// - `w`: panels of `4U` columns: tile `t`'s panel starts at
 ///   `t * w_panel` and its row `kk` at `t * w_panel + kk * ld_w`. The
-///   output of [`crate::pack_recurrent`] has `ld_w = 4U`,
+///   output of [`crate::pack_gate_panels`] has `ld_w = 4U`,
 ///   `w_panel = k * 4U`; a row-major `[k, tiles*4U]` matrix (gate
 ///   gradients in tile order, say) is read in place with `ld_w` = its row
 ///   stride and `w_panel = 4U`;
@@ -95,11 +95,11 @@ pub struct StepRaw {
     /// `w + t * w_panel + kk * ld_w`. Read only.
     pub w: *const f32,
     /// Distance from one row of a panel of `w` to the next, in floats: `4U`
-    /// for [`crate::pack_recurrent`]'s output, the row stride of a row-major
+    /// for [`crate::pack_gate_panels`]'s output, the row stride of a row-major
     /// matrix read in place.
     pub ld_w: usize,
     /// Distance from one tile's panel of `w` to the next, in floats:
-    /// `k * 4U` for [`crate::pack_recurrent`]'s output, `4U` for a row-major
+    /// `k * 4U` for [`crate::pack_gate_panels`]'s output, `4U` for a row-major
     /// matrix read in place.
     pub w_panel: usize,
     /// The starting values of the gate sums (input projection plus bias),
@@ -162,10 +162,10 @@ pub struct InputPart {
     /// `t`'s row `kk` starts at `w + t * w_panel + kk * ld_w`. Read only.
     pub w: *const f32,
     /// Distance from one row of a panel of `w` to the next, in floats (`4U`
-    /// for [`crate::pack_recurrent`]'s output).
+    /// for [`crate::pack_gate_panels`]'s output).
     pub ld_w: usize,
     /// Distance from one tile's panel of `w` to the next, in floats
-    /// (`kx * 4U` for [`crate::pack_recurrent`]'s output).
+    /// (`kx * 4U` for [`crate::pack_gate_panels`]'s output).
     pub w_panel: usize,
 }
 
@@ -177,7 +177,7 @@ pub struct InputPart {
 /// count of the whole product (its `n` columns padded to whole `4U` tiles):
 /// - `a`: `rows x k`, row stride `lda >= k`;
 /// - `w`: panels of `4U` columns as [`StepRaw`]'s `w`: tile `t`'s row `kk` at
-///   `t * w_panel + kk * ld_w`. [`crate::pack_recurrent`] (input weights in
+///   `t * w_panel + kk * ld_w`. [`crate::pack_gate_panels`] (input weights in
 ///   tile order) and [`crate::pack_panels`] with `width = 4U` (any matrix)
 ///   give `ld_w = 4U`, `w_panel = k * 4U`; a row-major `[k, tiles*4U]`
 ///   matrix is read in place with `ld_w` = its row stride, `w_panel = 4U`;

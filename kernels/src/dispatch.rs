@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 
 use crate::args::{BackwardRaw, GemmRaw, StepParams, StepRaw};
 use crate::isa::Isa;
-use crate::pack::{packed_recurrent_len, padded, tiles};
+use crate::pack::{packed_gate_panels_len, padded, tiles};
 use crate::table::Table;
 
 /// The kernels of one ISA: its tile shape and its entry points.
@@ -88,9 +88,9 @@ impl Kernels {
         padded(h, self.t.u)
     }
 
-    /// [`crate::pack_recurrent`] with this ISA's tile.
-    pub fn pack_recurrent(&self, w_h: &[f32], k: usize, h: usize) -> Vec<f32> {
-        crate::pack::pack_recurrent(w_h, k, h, self.t.u)
+    /// [`crate::pack_gate_panels`] with this ISA's tile.
+    pub fn pack_gate_panels(&self, w_h: &[f32], k: usize, h: usize) -> Vec<f32> {
+        crate::pack::pack_gate_panels(w_h, k, h, self.t.u)
     }
 
     /// `dst[i] = sigmoid(src[i])`, any length.
@@ -129,7 +129,7 @@ impl Kernels {
     /// `o = σ(z_o + w_o c')`, `m = o tanh(c')`.
     ///
     /// - `h_prev`: `rows x k` (row stride `k`);
-    /// - `w_packed`: [`crate::pack_recurrent`] of `W_h` (`[k, 4h]`) for
+    /// - `w_packed`: [`crate::pack_gate_panels`] of `W_h` (`[k, 4h]`) for
     ///   this ISA's `U`;
     /// - `zx`: `rows x tiles*4U`, input projection plus bias in tile order;
     /// - `peep`: [`crate::pack_peepholes`] output, or `None`;
@@ -172,8 +172,8 @@ impl Kernels {
         assert!(h_prev.len() >= rows * k, "h_prev shorter than rows*k");
         assert_eq!(
             w_packed.len(),
-            packed_recurrent_len(k, h, u),
-            "w_packed is not pack_recurrent(k={k}, h={h}, u={u})"
+            packed_gate_panels_len(k, h, u),
+            "w_packed is not pack_gate_panels(k={k}, h={h}, u={u})"
         );
         let w4 = nt * 4 * u;
         let w1 = nt * u;
@@ -245,7 +245,7 @@ impl Kernels {
 
     /// The step kernel without its epilogue, a GEMM in the kernels' tile order:
     /// `out[r] = init[r] + a[r] W` for rows `0..a.rows` and the tiles `a.tiles` (see
-    /// [`GemmRaw`] for the layouts). With `W` packed by [`crate::pack_recurrent`]
+    /// [`GemmRaw`] for the layouts). With `W` packed by [`crate::pack_gate_panels`]
     /// (`k` = the input width) and the bias as `init` (`ld_init = 0`), that is the
     /// input projection of a layer in the order the step kernel reads `zx`, with
     /// the step's own sum order for every element whatever the rows and tiles of the

@@ -40,13 +40,13 @@
 //! the kernel writes only those tiles' columns.
 //!
 //! ```
-//! use lstm_kernels_simd::{pack_gate_columns, pack_recurrent, Kernels, StepParams};
+//! use lstm_kernels_simd::{pack_gate_columns, pack_gate_panels, Kernels, StepParams};
 //!
 //! let kern = Kernels::detect();
 //! let (rows, k, h) = (2, 3, 5);
 //! let u = kern.unit_tile();
 //! let w_h = vec![0.1f32; k * 4 * h]; // canonical [k, 4h], gates i, j, f, o
-//! let w = pack_recurrent(&w_h, k, h, u);
+//! let w = pack_gate_panels(&w_h, k, h, u);
 //! let zx = pack_gate_columns(&vec![0.2f32; rows * 4 * h], rows, h, u);
 //! let h_prev = vec![0.5f32; rows * k];
 //! let mut c = vec![0.0f32; rows * kern.padded(h)];
@@ -92,8 +92,8 @@ pub use dispatch::Kernels;
 pub use isa::{Isa, ISA_ENV};
 pub use pack::{
     pack_gate_columns, pack_gate_columns_into, pack_panels, pack_panels_into, pack_peepholes,
-    pack_recurrent, pack_recurrent_into, packed_panels_len, packed_recurrent_len, pad_units,
-    padded, tiles, unpack_gate_columns, unpack_peepholes, unpack_recurrent, unpad_units,
+    pack_gate_panels, pack_gate_panels_into, packed_panels_len, packed_gate_panels_len, pad_units,
+    padded, tiles, unpack_gate_columns, unpack_peepholes, unpack_gate_panels, unpad_units,
 };
 
 /// The stated accuracy of [`Kernels::sigmoid_slice`] and

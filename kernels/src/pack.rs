@@ -16,26 +16,27 @@ pub fn padded(h: usize, u: usize) -> usize {
     tiles(h, u) * u
 }
 
-/// Length of [`pack_recurrent`]'s output.
-pub fn packed_recurrent_len(k: usize, h: usize, u: usize) -> usize {
+/// Length of [`pack_gate_panels`]'s output.
+pub fn packed_gate_panels_len(k: usize, h: usize, u: usize) -> usize {
     tiles(h, u) * k * 4 * u
 }
 
-/// Packs the canonical row-major `[k, 4h]` recurrent matrix into panels:
+/// Packs a canonical row-major `[k, 4h]` gate-blocked matrix (`W_h`, or
+/// `W_x` for the input projection) into panels:
 /// tile `t` is a contiguous `[k, 4u]` panel whose row `kk` holds
 /// `i[tu..tu+u], j[..], f[..], o[..]` of row `kk`, zero-padded past `h`.
-pub fn pack_recurrent(w_h: &[f32], k: usize, h: usize, u: usize) -> Vec<f32> {
-    let mut out = vec![0.0; packed_recurrent_len(k, h, u)];
-    pack_recurrent_into(w_h, k, h, u, &mut out);
+pub fn pack_gate_panels(w_h: &[f32], k: usize, h: usize, u: usize) -> Vec<f32> {
+    let mut out = vec![0.0; packed_gate_panels_len(k, h, u)];
+    pack_gate_panels_into(w_h, k, h, u, &mut out);
     out
 }
 
-/// [`pack_recurrent`] into a caller's buffer (e.g. one aligned to 64 bytes,
+/// [`pack_gate_panels`] into a caller's buffer (e.g. one aligned to 64 bytes,
 /// which the wide loads of the step kernel prefer). Every element of `out`
 /// is written.
-pub fn pack_recurrent_into(w_h: &[f32], k: usize, h: usize, u: usize, out: &mut [f32]) {
+pub fn pack_gate_panels_into(w_h: &[f32], k: usize, h: usize, u: usize, out: &mut [f32]) {
     assert_eq!(w_h.len(), k * 4 * h, "w_h must be [k, 4h]");
-    assert_eq!(out.len(), packed_recurrent_len(k, h, u), "packed length");
+    assert_eq!(out.len(), packed_gate_panels_len(k, h, u), "packed length");
     let nt = tiles(h, u);
     for t in 0..nt {
         let panel = &mut out[t * k * 4 * u..(t + 1) * k * 4 * u];
@@ -47,9 +48,9 @@ pub fn pack_recurrent_into(w_h: &[f32], k: usize, h: usize, u: usize, out: &mut 
     }
 }
 
-/// Inverse of [`pack_recurrent`] (padding dropped).
-pub fn unpack_recurrent(packed: &[f32], k: usize, h: usize, u: usize) -> Vec<f32> {
-    assert_eq!(packed.len(), packed_recurrent_len(k, h, u), "packed length");
+/// Inverse of [`pack_gate_panels`] (padding dropped).
+pub fn unpack_gate_panels(packed: &[f32], k: usize, h: usize, u: usize) -> Vec<f32> {
+    assert_eq!(packed.len(), packed_gate_panels_len(k, h, u), "packed length");
     let mut out = vec![0.0; k * 4 * h];
     for t in 0..tiles(h, u) {
         for kk in 0..k {

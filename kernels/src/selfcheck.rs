@@ -8,7 +8,7 @@
 
 use crate::dispatch::Kernels;
 use crate::pack::{
-    pack_gate_columns, pack_peepholes, pack_recurrent, pad_units, unpack_gate_columns, unpad_units,
+    pack_gate_columns, pack_peepholes, pack_gate_panels, pad_units, unpack_gate_columns, unpad_units,
 };
 use crate::StepParams;
 
@@ -85,7 +85,7 @@ pub(crate) fn agrees_with_scalar(k: &Kernels, scalar: &Kernels) -> bool {
             kk,
             h,
             &h_prev,
-            &pack_recurrent(&w, kk, h, u),
+            &pack_gate_panels(&w, kk, h, u),
             &pack_gate_columns(&zx, rows, h, u),
             Some(&peep),
             &mut c,

@@ -2,7 +2,7 @@
 //! bitwise against scalar, and independent of how rows and tiles are split.
 
 use lstm_kernels_simd::{
-    available_isas, pack_gate_columns, pack_panels, pack_recurrent, tiles, GemmRaw, Isa, Kernels,
+    available_isas, pack_gate_columns, pack_panels, pack_gate_panels, tiles, GemmRaw, Isa, Kernels,
 };
 
 fn lcg(seed: &mut u64) -> f32 {
@@ -28,7 +28,7 @@ fn run(
     let u = kern.unit_tile();
     let nt = tiles(h, u);
     let gw = nt * 4 * u;
-    let panels = pack_recurrent(w, k, h, u);
+    let panels = pack_gate_panels(w, k, h, u);
     let bias_t = pack_gate_columns(bias, 1, h, u);
     let mut out = vec![f32::NAN; rows * gw];
     let mut r0 = 0;

@@ -4,8 +4,8 @@ mod common;
 
 use common::Rng;
 use lstm_kernels_simd::{
-    pack_gate_columns, pack_peepholes, pack_recurrent, packed_recurrent_len, pad_units, padded,
-    tiles, unpack_gate_columns, unpack_peepholes, unpack_recurrent, unpad_units,
+    pack_gate_columns, pack_peepholes, pack_gate_panels, packed_gate_panels_len, pad_units, padded,
+    tiles, unpack_gate_columns, unpack_peepholes, unpack_gate_panels, unpad_units,
 };
 
 #[test]
@@ -18,8 +18,8 @@ fn recurrent_panels_put_each_weight_where_the_kernel_reads_it() {
             (1000 * kk + 100 * (col / h) + col % h) as f32
         })
         .collect();
-    let p = pack_recurrent(&w, k, h, u);
-    assert_eq!(p.len(), packed_recurrent_len(k, h, u));
+    let p = pack_gate_panels(&w, k, h, u);
+    assert_eq!(p.len(), packed_gate_panels_len(k, h, u));
     assert_eq!(p.len(), 2 * k * 4 * u);
     for t in 0..2 {
         for kk in 0..k {
@@ -46,7 +46,7 @@ fn round_trips_for_many_shapes_and_tiles() {
         for h in [1, 3, 4, 5, 16, 17, 33] {
             for k in [1, 2, 7] {
                 let w = rng.vec(k * 4 * h, -1.0, 1.0);
-                assert_eq!(unpack_recurrent(&pack_recurrent(&w, k, h, u), k, h, u), w);
+                assert_eq!(unpack_gate_panels(&pack_gate_panels(&w, k, h, u), k, h, u), w);
             }
             for rows in [1, 3] {
                 let z = rng.vec(rows * 4 * h, -1.0, 1.0);
@@ -76,12 +76,12 @@ fn round_trips_for_many_shapes_and_tiles() {
 
 #[test]
 fn gate_columns_layout_matches_the_panels() {
-    // zx packed with pack_gate_columns and W packed with pack_recurrent
+    // zx packed with pack_gate_columns and W packed with pack_gate_panels
     // must agree column for column: row kk of the panel of tile t lines up
     // with columns t*4u.. of a packed gate row.
     let (k, h, u) = (2, 6, 4);
     let w: Vec<f32> = (0..k * 4 * h).map(|i| i as f32).collect();
-    let panels = pack_recurrent(&w, k, h, u);
+    let panels = pack_gate_panels(&w, k, h, u);
     let rows_as_gates = pack_gate_columns(&w, k, h, u);
     for t in 0..tiles(h, u) {
         for kk in 0..k {
@@ -95,5 +95,5 @@ fn gate_columns_layout_matches_the_panels() {
 #[test]
 #[should_panic(expected = "[k, 4h]")]
 fn wrong_weight_length_panics() {
-    pack_recurrent(&[0.0; 10], 1, 3, 4);
+    pack_gate_panels(&[0.0; 10], 1, 3, 4);
 }

@@ -9,7 +9,7 @@ use common::{all_kernels, bits_eq, scalar, sigmoid64, Rng};
 use std::ptr::NonNull;
 
 use lstm_kernels_simd::{
-    bounds, pack_gate_columns, pack_peepholes, pack_recurrent, pad_units, unpack_gate_columns,
+    bounds, pack_gate_columns, pack_peepholes, pack_gate_panels, pad_units, unpack_gate_columns,
     unpad_units, GemmRaw, InputPart, Kernels, StepParams, StepRaw,
 };
 
@@ -72,7 +72,7 @@ fn pack(kern: &Kernels, cs: &Case) -> Packed {
     let u = kern.unit_tile();
     let (rows, h) = (cs.rows, cs.h);
     Packed {
-        w: pack_recurrent(&cs.w, cs.k, h, u),
+        w: pack_gate_panels(&cs.w, cs.k, h, u),
         zx: pack_gate_columns(&cs.zx, rows, h, u),
         peep: cs
             .peep
@@ -449,7 +449,7 @@ fn short_zx_panics() {
     let kern = Kernels::detect();
     let (rows, k, h) = (2, 3, 5);
     let u = kern.unit_tile();
-    let w = pack_recurrent(&vec![0.0; k * 4 * h], k, h, u);
+    let w = pack_gate_panels(&vec![0.0; k * 4 * h], k, h, u);
     let mut c = vec![0.0; rows * kern.padded(h)];
     let mut m = c.clone();
     let zx = vec![0.0; rows * 4 * h]; // unpadded: too short when h % u != 0
@@ -475,7 +475,7 @@ fn tile_range_past_the_layer_panics() {
     let kern = Kernels::detect();
     let (rows, k, h) = (1, 2, 3);
     let u = kern.unit_tile();
-    let w = pack_recurrent(&vec![0.0; k * 4 * h], k, h, u);
+    let w = pack_gate_panels(&vec![0.0; k * 4 * h], k, h, u);
     let zx = vec![0.0; rows * kern.tiles(h) * 4 * u];
     let mut c = vec![0.0; rows * kern.padded(h)];
     let mut m = c.clone();
@@ -500,7 +500,7 @@ fn tile_range_past_the_layer_panics() {
 fn negative_clip_panics() {
     let kern = Kernels::detect();
     let u = kern.unit_tile();
-    let w = pack_recurrent(&[0.0; 4], 1, 1, u);
+    let w = pack_gate_panels(&[0.0; 4], 1, 1, u);
     let zx = vec![0.0; 4 * u];
     let (mut c, mut m) = (vec![0.0; u], vec![0.0; u]);
     let p = StepParams {
@@ -527,7 +527,7 @@ fn negative_clip_panics() {
 fn zero_rows_or_empty_range_is_a_no_op() {
     for kern in all_kernels() {
         let u = kern.unit_tile();
-        let w = pack_recurrent(&[1.0; 8], 2, 1, u);
+        let w = pack_gate_panels(&[1.0; 8], 2, 1, u);
         let (mut c, mut m) = (vec![7.0; u], vec![7.0; u]);
         let zx = vec![0.0; 4 * u];
         let p = StepParams::default();
@@ -625,7 +625,7 @@ fn input_part_in_the_k_loop_equals_projecting_first() {
             let wx = rng.vec(kx * 4 * h, -0.3, 0.3);
             let bias = rng.vec(4 * h, -0.5, 0.5);
             let (wx_p, bias_p) = (
-                pack_recurrent(&wx, kx, h, u),
+                pack_gate_panels(&wx, kx, h, u),
                 pack_gate_columns(&bias, 1, h, u),
             );
             // Projecting first: zx = bias + x W_x, by the GEMM kernel.

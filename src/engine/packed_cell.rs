@@ -1,8 +1,8 @@
 //! Weights repacked once, at load time, into the order the SIMD kernels read.
 
 use lstm_kernels_simd::{
-    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_recurrent_into,
-    packed_recurrent_len, Kernels,
+    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_gate_panels_into,
+    packed_gate_panels_len, Kernels,
 };
 
 use rayon::ThreadPool;
@@ -27,7 +27,7 @@ pub(crate) struct PackedCell {
     pub w_x_panels: AlignedVec,
     /// `[tiles*4U]`.
     pub bias: Vec<f32>,
-    /// Panels of `W_h` (see `lstm_kernels_simd::pack_recurrent`).
+    /// Panels of `W_h` (see `lstm_kernels_simd::pack_gate_panels`).
     pub w_h: AlignedVec,
     /// Backward's transposed weights as panels of `4U` columns for the same GEMM kernel
     /// (see [`pack_transposed_panels`]): `W_h^T` (`k = tiles*4U` gate columns, `R`
@@ -135,8 +135,8 @@ pub(crate) fn pack_all(
             let padded = kernels.padded(h);
             // `[k, 4H]` weights as the kernels' panels, straight into an aligned buffer.
             let packed = |m: &[f32], k: usize| {
-                let mut v = AlignedVec::zeroed(packed_recurrent_len(k, h, u));
-                pack_recurrent_into(m, k, h, u, &mut v);
+                let mut v = AlignedVec::zeroed(packed_gate_panels_len(k, h, u));
+                pack_gate_panels_into(m, k, h, u, &mut v);
                 v
             };
             PackedCell {
@@ -174,9 +174,9 @@ pub(crate) fn repack_into(
     for (k, p) in cells.iter_mut().enumerate() {
         let w = weights.cell(k);
         let (h, r, input) = (p.hidden, p.recurrent, p.input);
-        pack_recurrent_into(w.input_weights(), input, h, u, &mut p.w_x_panels);
+        pack_gate_panels_into(w.input_weights(), input, h, u, &mut p.w_x_panels);
         pack_gate_columns_into(w.bias(), 1, h, u, &mut p.bias);
-        pack_recurrent_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
+        pack_gate_panels_into(w.recurrent_weights(), r, h, u, &mut p.w_h);
         if let (Some(dst), Some([wi, wf, wo])) = (p.peepholes.as_mut(), w.peepholes()) {
             dst.copy_from_slice(&pack_peepholes(wi, wf, wo, h, u));
         }

@@ -25,7 +25,7 @@ pub(crate) struct Panels<'a> {
 }
 
 impl<'a> Panels<'a> {
-    /// Contiguous panels `[tiles][k][4U]` (`pack_recurrent`, `pack_panels`), `u4 = 4U`.
+    /// Contiguous panels `[tiles][k][4U]` (`pack_gate_panels`, `pack_panels`), `u4 = 4U`.
     pub fn packed(data: &'a [f32], k: usize, u4: usize) -> Self {
         let tiles = if k == 0 { 0 } else { data.len() / (k * u4) };
         Panels {
