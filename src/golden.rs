@@ -416,6 +416,23 @@ impl GoldenCase {
         out
     }
 
+    /// Every tensor the case computes on `engine`, each named as the `expected/...`
+    /// tensor [`GoldenCase::check_with`] compares it with: the forward ones (output or
+    /// logits, final states), then the loss, then every gradient, as computed, without
+    /// comparing them.
+    ///
+    /// # Errors
+    /// Whatever stops the forward pass or the gradients from being computed.
+    pub fn outputs(&self, engine: Engine) -> Result<Vec<(String, Vec<f32>)>> {
+        let run = self.run_forward(engine)?;
+        let mut out = run.forward;
+        out.extend(run.loss);
+        if let Some(gradients) = run.gradients {
+            out.extend(gradients?);
+        }
+        Ok(out)
+    }
+
     fn has_gradients(&self) -> bool {
         self.tensors
             .names()
