@@ -40,7 +40,7 @@ LAYERS = [
     ("src/model/", 0),
     ("src/engine/", 1),
     ("src/api/", 2),
-    ("src/reference", 3),  # src/reference.rs, src/reference_grad.rs, src/reference/...
+    ("src/reference/", 3),
     ("src/lm/", 3),
     ("src/golden", 3),
     ("src/bench", 3),

@@ -12,7 +12,9 @@
 
 use std::time::Instant;
 
-use lstm_kernels_simd::{available_isas, packed_gate_panels_len, GemmRaw, Isa, Kernels, StepParams};
+use lstm_kernels_simd::{
+    available_isas, packed_gate_panels_len, GemmRaw, Isa, Kernels, StepParams,
+};
 
 /// A slice of `n` floats starting on a 64-byte boundary inside `buf`.
 fn aligned(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {

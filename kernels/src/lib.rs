@@ -91,9 +91,10 @@ pub use detect::{available_isas, resolve_isa, DetectError};
 pub use dispatch::Kernels;
 pub use isa::{Isa, ISA_ENV};
 pub use pack::{
-    pack_gate_columns, pack_gate_columns_into, pack_panels, pack_panels_into, pack_peepholes,
-    pack_gate_panels, pack_gate_panels_into, packed_panels_len, packed_gate_panels_len, pad_units,
-    padded, tiles, unpack_gate_columns, unpack_peepholes, unpack_gate_panels, unpad_units,
+    pack_gate_columns, pack_gate_columns_into, pack_gate_panels, pack_gate_panels_into,
+    pack_panels, pack_panels_into, pack_peepholes, packed_gate_panels_len, packed_panels_len,
+    pad_units, padded, tiles, unpack_gate_columns, unpack_gate_panels, unpack_peepholes,
+    unpad_units,
 };
 
 /// The stated accuracy of [`Kernels::sigmoid_slice`] and

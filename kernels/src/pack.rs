@@ -50,7 +50,11 @@ pub fn pack_gate_panels_into(w_h: &[f32], k: usize, h: usize, u: usize, out: &mu
 
 /// Inverse of [`pack_gate_panels`] (padding dropped).
 pub fn unpack_gate_panels(packed: &[f32], k: usize, h: usize, u: usize) -> Vec<f32> {
-    assert_eq!(packed.len(), packed_gate_panels_len(k, h, u), "packed length");
+    assert_eq!(
+        packed.len(),
+        packed_gate_panels_len(k, h, u),
+        "packed length"
+    );
     let mut out = vec![0.0; k * 4 * h];
     for t in 0..tiles(h, u) {
         for kk in 0..k {

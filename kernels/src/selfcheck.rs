@@ -8,7 +8,8 @@
 
 use crate::dispatch::Kernels;
 use crate::pack::{
-    pack_gate_columns, pack_peepholes, pack_gate_panels, pad_units, unpack_gate_columns, unpad_units,
+    pack_gate_columns, pack_gate_panels, pack_peepholes, pad_units, unpack_gate_columns,
+    unpad_units,
 };
 use crate::StepParams;
 

@@ -2,7 +2,7 @@
 //! bitwise against scalar, and independent of how rows and tiles are split.
 
 use lstm_kernels_simd::{
-    available_isas, pack_gate_columns, pack_panels, pack_gate_panels, tiles, GemmRaw, Isa, Kernels,
+    available_isas, pack_gate_columns, pack_gate_panels, pack_panels, tiles, GemmRaw, Isa, Kernels,
 };
 
 fn lcg(seed: &mut u64) -> f32 {

@@ -4,8 +4,8 @@ mod common;
 
 use common::Rng;
 use lstm_kernels_simd::{
-    pack_gate_columns, pack_peepholes, pack_gate_panels, packed_gate_panels_len, pad_units, padded,
-    tiles, unpack_gate_columns, unpack_peepholes, unpack_gate_panels, unpad_units,
+    pack_gate_columns, pack_gate_panels, pack_peepholes, packed_gate_panels_len, pad_units, padded,
+    tiles, unpack_gate_columns, unpack_gate_panels, unpack_peepholes, unpad_units,
 };
 
 #[test]
@@ -46,7 +46,10 @@ fn round_trips_for_many_shapes_and_tiles() {
         for h in [1, 3, 4, 5, 16, 17, 33] {
             for k in [1, 2, 7] {
                 let w = rng.vec(k * 4 * h, -1.0, 1.0);
-                assert_eq!(unpack_gate_panels(&pack_gate_panels(&w, k, h, u), k, h, u), w);
+                assert_eq!(
+                    unpack_gate_panels(&pack_gate_panels(&w, k, h, u), k, h, u),
+                    w
+                );
             }
             for rows in [1, 3] {
                 let z = rng.vec(rows * 4 * h, -1.0, 1.0);

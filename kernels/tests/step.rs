@@ -9,7 +9,7 @@ use common::{all_kernels, bits_eq, scalar, sigmoid64, Rng};
 use std::ptr::NonNull;
 
 use lstm_kernels_simd::{
-    bounds, pack_gate_columns, pack_peepholes, pack_gate_panels, pad_units, unpack_gate_columns,
+    bounds, pack_gate_columns, pack_gate_panels, pack_peepholes, pad_units, unpack_gate_columns,
     unpad_units, GemmRaw, InputPart, Kernels, StepParams, StepRaw,
 };
 

@@ -21,7 +21,7 @@ use crate::model::weights::LstmWeights;
 
 use super::input::{prepare, ForwardInput};
 use super::options::LstmOptions;
-use super::train::{Gradients, TrainReserve, Upstream};
+use super::train::{prepare_backward, Gradients, TrainReserve, Upstream};
 use super::workspace::Workspace;
 
 /// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
@@ -190,6 +190,30 @@ impl Lstm {
         r
     }
 
+    /// Backward through time after [`Lstm::forward_training`] on the same `input`:
+    /// writes into `grads` the gradients of every weight, of the input and of the initial
+    /// state, for the loss whose gradients with respect to the output and the final state
+    /// are `upstream` (either may be absent: zeros).
+    ///
+    /// Padded steps contribute nothing, whatever `upstream.output` holds there.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `reserve` holds no forward-training pass of this input's
+    /// batch and lengths, or `grads`/`ws` belong to another spec; [`Error::Shape`] when
+    /// `input` or an upstream gradient is not shaped as the forward pass's.
+    pub fn backward(
+        &self,
+        input: &ForwardInput<'_>,
+        reserve: &TrainReserve,
+        upstream: &Upstream<'_>,
+        ws: &mut Workspace,
+        grads: &mut Gradients,
+    ) -> Result<()> {
+        prepare_backward(self.weights.spec(), input, reserve, upstream, ws, grads)?;
+        self.run_backward(input, reserve, upstream, ws, grads);
+        Ok(())
+    }
+
     /// The plan for a pass over `sched` of `steps` steps: made once per (sequences active
     /// at the first step, steps) and kept.
     fn plan(&self, sched: &Schedule, steps: usize) -> Arc<Plan> {
@@ -253,7 +277,7 @@ impl Lstm {
     }
 
     /// The backward pass on validated input (see [`Lstm::backward`]).
-    pub(crate) fn run_backward(
+    fn run_backward(
         &self,
         input: &ForwardInput<'_>,
         reserve: &TrainReserve,

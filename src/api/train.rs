@@ -1,6 +1,6 @@
-//! Training's interface: the reserve that forward-training fills, the upstream
-//! gradients, the gradients [`Lstm::backward`] returns, and its validation. The backward
-//! pass itself is the engine's (`engine/backward/`).
+//! Training's types: the reserve that forward-training fills, the upstream gradients, the
+//! gradients `Lstm::backward` returns, and the check of a backward pass's arguments. The
+//! backward pass itself is the engine's (`engine/backward/`).
 
 use crate::engine::tape::Tape;
 use crate::model::error::{Error, Result};
@@ -10,7 +10,6 @@ use crate::model::tensors::Tensors;
 use crate::model::weights::LstmWeights;
 
 use super::input::ForwardInput;
-use super::lstm::Lstm;
 use super::workspace::Workspace;
 
 /// Upstream gradients of a backward pass.
@@ -54,7 +53,7 @@ impl Gradients {
 
 impl Gradients {
     /// Zero gradients for `spec` and a batch of `batch` sequences of `steps` steps: the
-    /// buffers [`Lstm::backward`] overwrites.
+    /// buffers [`Lstm::backward`](crate::Lstm::backward) overwrites.
     pub fn zeros(spec: &LstmSpec, batch: usize, steps: usize) -> Self {
         Gradients {
             weights: LstmWeights::zeros(spec),
@@ -64,8 +63,8 @@ impl Gradients {
     }
 }
 
-/// What [`Lstm::forward_training`] keeps for [`Lstm::backward`]. Make one with
-/// [`Lstm::reserve`] (sized for a batch and a length, so that training does not
+/// What [`Lstm::forward_training`](crate::Lstm::forward_training) keeps for [`Lstm::backward`](crate::Lstm::backward). Make one with
+/// [`Lstm::reserve`](crate::Lstm::reserve) (sized for a batch and a length, so that training does not
 /// allocate); it grows if a larger batch comes.
 #[derive(Debug, Clone, Default)]
 pub struct TrainReserve {
@@ -86,91 +85,79 @@ impl TrainReserve {
     }
 }
 
-impl Lstm {
-    /// Backward through time after [`Lstm::forward_training`] on the same `input`:
-    /// writes into `grads` the gradients of every weight, of the input and of the initial
-    /// state, for the loss whose gradients with respect to the output and the final state
-    /// are `upstream` (either may be absent: zeros).
-    ///
-    /// Padded steps contribute nothing, whatever `upstream.output` holds there.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when `reserve` holds no forward-training pass of this input's
-    /// batch and lengths, or `grads`/`ws` belong to another spec; [`Error::Shape`] when
-    /// `input` or an upstream gradient is not shaped as the forward pass's.
-    pub fn backward(
-        &self,
-        input: &ForwardInput<'_>,
-        reserve: &TrainReserve,
-        upstream: &Upstream<'_>,
-        ws: &mut Workspace,
-        grads: &mut Gradients,
-    ) -> Result<()> {
-        let spec = self.weights().spec();
-        let (batch, steps) = (input.batch, input.steps);
-        if !reserve.filled || reserve.batch != batch || reserve.steps != steps {
-            return Err(Error::Config(
-                "backward needs the reserve of a forward_training pass over the same input".into(),
-            ));
-        }
-        let lengths_match = match input.sequence_length {
-            None => reserve.lengths.iter().all(|&l| l == steps),
-            Some(l) => {
-                l.len() == batch
-                    && l.iter()
-                        .zip(&reserve.lengths)
-                        .all(|(&a, &b)| a as usize == b)
-            }
-        };
-        if !lengths_match {
-            return Err(Error::Config(
-                "backward: sequence_length differs from the forward-training pass".into(),
-            ));
-        }
-        let in_len = batch * steps * spec.input_size();
-        if input.data.len() != in_len {
-            return Err(Error::shape("input", &[in_len], &[input.data.len()]));
-        }
-        let out_len = batch * steps * spec.output_size();
-        if let Some(g) = upstream.output {
-            if g.len() != out_len {
-                return Err(Error::Shape {
-                    tensor: "grad_output".into(),
-                    expected: format!("{out_len} elements (like the output)"),
-                    actual: format!("{} elements", g.len()),
-                });
-            }
-        }
-        if let Some(s) = upstream.final_state {
-            let zero = LstmState::zeros(spec, batch);
-            if s.cells.len() != zero.cells.len()
-                || s.cells
-                    .iter()
-                    .zip(&zero.cells)
-                    .any(|(a, z)| a.c.len() != z.c.len() || a.h.len() != z.h.len())
-            {
-                return Err(Error::Shape {
-                    tensor: "grad_final_state".into(),
-                    expected: format!("{} cells shaped like the final state", zero.cells.len()),
-                    actual: format!("{} cells of other shapes", s.cells.len()),
-                });
-            }
-        }
-        if grads.weights.spec() != spec || ws.spec != *spec {
-            return Err(Error::Config(
-                "backward: grads or workspace made for another spec".into(),
-            ));
-        }
-        grads.input.resize(in_len, 0.0);
-        if grads
-            .initial_state
-            .cells
-            .first()
-            .is_some_and(|c| c.c.len() != batch * spec.layers()[0].hidden_size)
-        {
-            grads.initial_state = LstmState::zeros(spec, batch);
-        }
-        self.run_backward(input, reserve, upstream, ws, grads);
-        Ok(())
+/// Checks a backward pass's arguments against the forward-training pass `reserve`
+/// recorded and the spec, and sizes `grads` for its batch (see
+/// [`Lstm::backward`](crate::Lstm::backward) for the errors).
+pub(crate) fn prepare_backward(
+    spec: &LstmSpec,
+    input: &ForwardInput<'_>,
+    reserve: &TrainReserve,
+    upstream: &Upstream<'_>,
+    ws: &Workspace,
+    grads: &mut Gradients,
+) -> Result<()> {
+    let (batch, steps) = (input.batch, input.steps);
+    if !reserve.filled || reserve.batch != batch || reserve.steps != steps {
+        return Err(Error::Config(
+            "backward needs the reserve of a forward_training pass over the same input".into(),
+        ));
     }
+    let lengths_match = match input.sequence_length {
+        None => reserve.lengths.iter().all(|&l| l == steps),
+        Some(l) => {
+            l.len() == batch
+                && l.iter()
+                    .zip(&reserve.lengths)
+                    .all(|(&a, &b)| a as usize == b)
+        }
+    };
+    if !lengths_match {
+        return Err(Error::Config(
+            "backward: sequence_length differs from the forward-training pass".into(),
+        ));
+    }
+    let in_len = batch * steps * spec.input_size();
+    if input.data.len() != in_len {
+        return Err(Error::shape("input", &[in_len], &[input.data.len()]));
+    }
+    let out_len = batch * steps * spec.output_size();
+    if let Some(g) = upstream.output {
+        if g.len() != out_len {
+            return Err(Error::Shape {
+                tensor: "grad_output".into(),
+                expected: format!("{out_len} elements (like the output)"),
+                actual: format!("{} elements", g.len()),
+            });
+        }
+    }
+    if let Some(s) = upstream.final_state {
+        let zero = LstmState::zeros(spec, batch);
+        if s.cells.len() != zero.cells.len()
+            || s.cells
+                .iter()
+                .zip(&zero.cells)
+                .any(|(a, z)| a.c.len() != z.c.len() || a.h.len() != z.h.len())
+        {
+            return Err(Error::Shape {
+                tensor: "grad_final_state".into(),
+                expected: format!("{} cells shaped like the final state", zero.cells.len()),
+                actual: format!("{} cells of other shapes", s.cells.len()),
+            });
+        }
+    }
+    if grads.weights.spec() != spec || ws.spec != *spec {
+        return Err(Error::Config(
+            "backward: grads or workspace made for another spec".into(),
+        ));
+    }
+    grads.input.resize(in_len, 0.0);
+    if grads
+        .initial_state
+        .cells
+        .first()
+        .is_some_and(|c| c.c.len() != batch * spec.layers()[0].hidden_size)
+    {
+        grads.initial_state = LstmState::zeros(spec, batch);
+    }
+    Ok(())
 }

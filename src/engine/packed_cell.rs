@@ -1,7 +1,7 @@
 //! Weights repacked once, at load time, into the order the SIMD kernels read.
 
 use lstm_kernels_simd::{
-    pack_gate_columns, pack_gate_columns_into, pack_peepholes, pack_gate_panels_into,
+    pack_gate_columns, pack_gate_columns_into, pack_gate_panels_into, pack_peepholes,
     packed_gate_panels_len, Kernels,
 };
 

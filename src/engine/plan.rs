@@ -61,10 +61,19 @@ pub(crate) const AT_ROWS: usize = 16;
 /// single-threaded call, shared between the threads (313-320 GFLOP/s). The blocks depend
 /// only on `m`, never on the thread count, so the bits do not either.
 #[cfg(not(feature = "openblas"))]
-pub(crate) const NARROW: usize = 256;
+const NARROW: usize = 256;
 /// Target rows per block of a narrow product (see [`NARROW`]).
 #[cfg(not(feature = "openblas"))]
-pub(crate) const NARROW_ROWS: usize = 128;
+const NARROW_ROWS: usize = 128;
+
+/// The rows of each single-threaded block of an `m x n` product on the `gemm` crate, or
+/// `None` to run it as one call on every thread: a narrow product (`n <= NARROW`, with at
+/// least two blocks of [`NARROW_ROWS`]) is cut into blocks of about `NARROW_ROWS` rows
+/// (see [`NARROW`] for why).
+#[cfg(not(feature = "openblas"))]
+pub(crate) fn sgemm_row_block(m: usize, n: usize) -> Option<usize> {
+    (n <= NARROW && m >= 2 * NARROW_ROWS).then(|| m.div_ceil(m.div_ceil(NARROW_ROWS)))
+}
 
 /// Rows per OpenBLAS call. Threaded OpenBLAS sums in an order that depends on its thread
 /// count; the crate promises the same bits for any thread count, so it runs OpenBLAS on
@@ -513,6 +522,16 @@ mod tests {
         assert!(!gemm_by_tiles(10_000, 3, 2));
         assert!(gemm_by_tiles(FEW_ROWS - 1, 3, 2));
         assert!(gemm_by_tiles(10_000, 5, 1));
+    }
+
+    #[test]
+    #[cfg(not(feature = "openblas"))]
+    fn narrow_products_are_cut_into_row_blocks_that_do_not_depend_on_threads() {
+        // The softmax layer's dH: 1200 x 128, cut into 10 blocks of 120 rows.
+        assert_eq!(sgemm_row_block(1200, 128), Some(120));
+        assert_eq!(sgemm_row_block(1200, NARROW + 1), None);
+        assert_eq!(sgemm_row_block(2 * NARROW_ROWS - 1, 128), None);
+        assert_eq!(sgemm_row_block(2 * NARROW_ROWS, 128), Some(NARROW_ROWS));
     }
 
     #[test]

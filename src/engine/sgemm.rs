@@ -5,10 +5,10 @@
 //! transposed `B` the `gemm` crate falls off its fast path, so the crate never asks it
 //! for one.
 
+#[cfg(not(feature = "openblas"))]
+use super::plan::sgemm_row_block;
 #[cfg(feature = "openblas")]
 use super::plan::OPENBLAS_ROWS;
-#[cfg(not(feature = "openblas"))]
-use super::plan::{NARROW, NARROW_ROWS};
 
 /// A borrowed row-major matrix operand: `op(X)` is `X` or, when `trans`, its transpose.
 #[derive(Debug, Clone, Copy)]
@@ -127,8 +127,8 @@ pub(crate) fn gemm_op(
     backend(threads, (m, n, k), a, b, c, ldc, accumulate);
 }
 
-/// A narrow product (`n <= NARROW`) is cut into row blocks of about `NARROW_ROWS` rows,
-/// each one single-threaded call, shared between the threads (see [`NARROW`] for why).
+/// A narrow product is cut into row blocks, each one single-threaded call, shared
+/// between the threads, as [`sgemm_row_block`] says (and why).
 #[cfg(not(feature = "openblas"))]
 fn backend(
     threads: usize,
@@ -139,10 +139,8 @@ fn backend(
     ldc: usize,
     accumulate: bool,
 ) {
-    if n <= NARROW && m >= 2 * NARROW_ROWS {
+    if let Some(rows) = sgemm_row_block(m, n) {
         use rayon::prelude::*;
-        let blocks = m.div_ceil(NARROW_ROWS);
-        let rows = m.div_ceil(blocks);
         let block = |(i, c): (usize, &mut [f32])| {
             let r = rows.min(m - i * rows);
             gemm_crate(1, (r, n, k), a.rows_from(i * rows), b, c, ldc, accumulate);
