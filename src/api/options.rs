@@ -3,7 +3,7 @@
 
 use lstm_kernels_simd::Isa;
 
-/// How to build an [`Lstm`].
+/// How to build an [`Lstm`](crate::Lstm).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LstmOptions {
     /// Force an instruction set; `None` picks the best one of this CPU (or the one the

@@ -5,7 +5,7 @@
 //! read in place when the sequences keep their order and each step reads its own rows),
 //! one product makes every step's input projection (bias folded in, columns already in
 //! the kernels' tile order), unless the plan has each step sum its own in the step
-//! kernel's `k` loop; then the time loop ([`time_loop`]) runs the fused step kernel on
+//! kernel's `k` loop; then the time loop ([`time_loop()`]) runs the fused step kernel on
 //! the active prefix of rows. A one-direction stack's last layer writes its outputs to
 //! the caller's layout from inside the time loop. Nothing is allocated (the buffers grow
 //! only when a batch is larger than any before) and no thread is spawned inside the loop.
