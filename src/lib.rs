@@ -20,6 +20,25 @@
 //! the oracle every fast path is tested against, and [`reference::gradients`] the f64
 //! backward every gradient is tested against.
 //!
+//! # Bad input
+//! - **Shapes and sizes.** Every caller-given size, length and tensor shape is checked
+//!   before anything is sized or read; a mismatch is an [`Error`] naming the tensor, the
+//!   expected and the actual shape (or the field), never a panic, a silent truncation or
+//!   an out-of-bounds access. Sizes are multiplied with checked arithmetic: a spec, a
+//!   batch or a file whose buffers would not fit in memory (their byte counts overflow
+//!   `isize`) is an error too. The constructors that only size buffers ahead
+//!   ([`Workspace::new`], [`Lstm::reserve`], [`Gradients::zeros`]) take their sizes as a
+//!   hint and never fail; the pass that uses them checks its own. `LstmState::zeros` and
+//!   the language model's workspaces, which a caller sizes on purpose, panic (documented)
+//!   when `batch` times a width overflows `usize`, as `vec!` would.
+//! - **Non-finite values.** A NaN or an infinity in a sequence's input or initial state
+//!   poisons only that sequence: every other sequence's outputs, final state and input
+//!   gradient are the bits they are without it, outputs past each length stay `+0.0`,
+//!   and nothing panics, on every ISA and thread count. Non-finite weights reach every
+//!   sequence (they are everyone's), with the same guarantees otherwise. The crate does
+//!   not scan for non-finite values: it costs a pass over the data, and NaN propagation
+//!   already marks what it touched.
+//!
 //! The crate's layers (`ARCHITECTURE.md` has the map): `model` (what an LSTM is) <-
 //! `engine` (how it runs) <- `api` (what a user holds) <- the oracles, the language
 //! model, the golden checker and the benchmark suite.

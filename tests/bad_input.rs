@@ -277,3 +277,72 @@ fn golden_metadata_errors() {
         "{e:?}"
     );
 }
+
+/// The reproduction: `B * T * I` wrapped to the data's length in a release build,
+/// and with 2 threads the in-place read and the in-loop write then went past the ends of
+/// the caller's slices. Every size product is checked now, and sizes whose buffers could
+/// not exist are an error before anything is sized or read.
+#[test]
+fn sizes_whose_products_wrap_are_refused() {
+    let spec = LstmSpec::builder(4, &[4]).build().unwrap();
+    let w = LstmWeights::random_uniform(&spec, 0.1, 1);
+    let data = vec![0.5_f32; 4];
+    let lengths = [2];
+    for (batch, steps) in [(1, (1usize << 62) + 1), (usize::MAX, 1), (1 << 40, 1 << 40)] {
+        let input = ForwardInput::new(&data, batch, steps).sequence_length(&lengths[..1]);
+        let mut ws = Workspace::new(&spec, batch, steps);
+        let e = lstm_kernels::reference::forward(&w, &input, &mut ws).unwrap_err();
+        assert!(
+            matches!(e, Error::Shape { ref tensor, .. } if tensor == "input"),
+            "{e}"
+        );
+        for threads in [1, 2] {
+            let options = LstmOptions {
+                threads: Some(threads),
+                ..Default::default()
+            };
+            let lstm = Lstm::with_options(w.clone(), options).unwrap();
+            let e = lstm.forward_inference(&input, &mut ws).unwrap_err();
+            assert!(
+                matches!(e, Error::Shape { ref tensor, .. } if tensor == "input"),
+                "{e}"
+            );
+            // The sizing hints never panic; the pass refuses the sizes.
+            let mut reserve = lstm.reserve(batch, steps);
+            let mut g = lstm_kernels::Gradients::zeros(&spec, batch, steps);
+            let e = lstm
+                .forward_training(&input, &mut ws, &mut reserve)
+                .unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{e}");
+            let up = lstm_kernels::Upstream::default();
+            assert!(lstm
+                .backward(&input, &reserve, &up, &mut ws, &mut g)
+                .is_err());
+        }
+    }
+}
+
+/// A reserve filled by an `Lstm` of another spec (same batch and steps) used to reach the
+/// engine, whose tapes are then the wrong widths.
+#[test]
+fn backward_refuses_a_reserve_of_another_spec() {
+    let spec = LstmSpec::builder(3, &[4]).build().unwrap();
+    let wide = LstmSpec::builder(3, &[9]).build().unwrap();
+    let (batch, steps) = (2, 5);
+    let x = vec![0.25_f32; batch * steps * 3];
+    let input = ForwardInput::new(&x, batch, steps);
+    let other = Lstm::new(LstmWeights::random_uniform(&wide, 0.1, 2)).unwrap();
+    let mut reserve = other.reserve(batch, steps);
+    let mut other_ws = Workspace::new(&wide, batch, steps);
+    other
+        .forward_training(&input, &mut other_ws, &mut reserve)
+        .unwrap();
+    let lstm = Lstm::new(LstmWeights::random_uniform(&spec, 0.1, 3)).unwrap();
+    let mut ws = Workspace::new(&spec, batch, steps);
+    lstm.forward_inference(&input, &mut ws).unwrap();
+    let mut g = lstm_kernels::Gradients::zeros(&spec, batch, steps);
+    let e = lstm
+        .backward(&input, &reserve, &Default::default(), &mut ws, &mut g)
+        .unwrap_err();
+    assert!(e.to_string().contains("spec"), "{e}");
+}

@@ -2,7 +2,7 @@
 //! the check of all of it against the spec before anything runs.
 
 use crate::model::error::{Error, Result};
-use crate::model::spec::LstmSpec;
+use crate::model::spec::{floats, LstmSpec};
 use crate::model::state::LstmState;
 
 use super::workspace::Workspace;
@@ -84,7 +84,22 @@ pub(crate) fn prepare(spec: &LstmSpec, input: &ForwardInput<'_>, ws: &mut Worksp
             actual: format!("{want:?}"),
         });
     }
-    if input.data.len() != b * t * i {
+    // Every buffer of the pass holds at most `max_token_floats` per token: bound them all
+    // here, before anything is sized or indexed from `B` and `T`.
+    let Some(tokens) = b
+        .checked_mul(t)
+        .filter(|&bt| floats(bt, spec.max_token_floats()).is_some())
+    else {
+        return Err(Error::Shape {
+            tensor: "input".into(),
+            expected: format!(
+                "{names} with B * T * {} floats (the pass's buffers per token) within memory",
+                spec.max_token_floats()
+            ),
+            actual: format!("{want:?}"),
+        });
+    };
+    if input.data.len() != tokens * i {
         return Err(Error::shape_of_len("input", &want, input.data.len()));
     }
     if let Some(lens) = input.sequence_length {

@@ -22,7 +22,7 @@ use crate::model::weights::LstmWeights;
 use super::input::{prepare, ForwardInput};
 use super::options::LstmOptions;
 use super::train::{prepare_backward, Gradients, TrainReserve, Upstream};
-use super::workspace::Workspace;
+use super::workspace::{fits, Workspace};
 
 /// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
 /// thread pool (its own, or one it shares with the other parts of a model).
@@ -182,11 +182,14 @@ impl Lstm {
     }
 
     /// A reserve for [`Lstm::forward_training`] sized for `batch` sequences of up to
-    /// `steps` steps, so that training never allocates.
+    /// `steps` steps, so that training never allocates. The sizes are a hint: sizes whose
+    /// buffers could not exist give an empty reserve, which a pass grows to its own batch.
     pub fn reserve(&self, batch: usize, steps: usize) -> TrainReserve {
         let mut r = TrainReserve::default();
-        r.tape
-            .grow(self.weights.spec(), &self.cells, batch, batch * steps);
+        if fits(self.weights.spec(), batch, steps) {
+            r.tape
+                .grow(self.weights.spec(), &self.cells, batch, batch * steps);
+        }
         r
     }
 
@@ -259,6 +262,9 @@ impl Lstm {
             t.lengths.clear();
             t.lengths.extend_from_slice(lengths);
             t.filled = true;
+            if t.spec.as_ref() != Some(spec) {
+                t.spec = Some(spec.clone());
+            }
             &mut t.tape
         });
         forward(

@@ -10,7 +10,7 @@ use crate::model::tensors::Tensors;
 use crate::model::weights::LstmWeights;
 
 use super::input::ForwardInput;
-use super::workspace::Workspace;
+use super::workspace::{fits, Workspace};
 
 /// Upstream gradients of a backward pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,8 +53,16 @@ impl Gradients {
 
 impl Gradients {
     /// Zero gradients for `spec` and a batch of `batch` sequences of `steps` steps: the
-    /// buffers [`Lstm::backward`](crate::Lstm::backward) overwrites.
+    /// buffers [`Lstm::backward`](crate::Lstm::backward) overwrites. The sizes are a hint,
+    /// as [`Workspace::new`]'s: a backward pass resizes the input's and the initial state's
+    /// gradients to its own batch, and sizes whose buffers could not exist leave them
+    /// empty until then.
     pub fn zeros(spec: &LstmSpec, batch: usize, steps: usize) -> Self {
+        let (batch, steps) = if fits(spec, batch, steps) {
+            (batch, steps)
+        } else {
+            (0, 0)
+        };
         Gradients {
             weights: LstmWeights::zeros(spec),
             input: vec![0.0; batch * steps * spec.input_size()],
@@ -76,6 +84,8 @@ pub struct TrainReserve {
     pub(crate) lengths: Vec<usize>,
     /// Whether a forward-training pass has filled it.
     pub(crate) filled: bool,
+    /// The spec of the `Lstm` whose pass filled it.
+    pub(crate) spec: Option<LstmSpec>,
 }
 
 impl TrainReserve {
@@ -97,6 +107,11 @@ pub(crate) fn prepare_backward(
     grads: &mut Gradients,
 ) -> Result<()> {
     let (batch, steps) = (input.batch, input.steps);
+    if reserve.spec.as_ref() != Some(spec) {
+        return Err(Error::Config(
+            "backward needs the reserve of a forward_training pass of this Lstm's spec".into(),
+        ));
+    }
     if !reserve.filled || reserve.batch != batch || reserve.steps != steps {
         return Err(Error::Config(
             "backward needs the reserve of a forward_training pass over the same input".into(),
@@ -116,6 +131,7 @@ pub(crate) fn prepare_backward(
             "backward: sequence_length differs from the forward-training pass".into(),
         ));
     }
+    // The forward pass checked that `batch * steps` tokens of this spec fit.
     let in_len = batch * steps * spec.input_size();
     if input.data.len() != in_len {
         return Err(Error::shape("input", &[in_len], &[input.data.len()]));

@@ -3,7 +3,7 @@
 
 use crate::engine::backward::BackwardBuffers;
 use crate::engine::forward::ForwardBuffers;
-use crate::model::spec::LstmSpec;
+use crate::model::spec::{floats, LstmSpec};
 use crate::model::state::LstmState;
 
 /// Every buffer a forward pass needs, owned by the caller so that repeated calls do not
@@ -33,7 +33,9 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// A workspace sized for `batch` sequences of `steps` steps.
+    /// A workspace sized for `batch` sequences of `steps` steps. The sizes are a hint:
+    /// a pass resizes it to its own batch (and refuses one whose buffers cannot exist),
+    /// and sizes whose buffers could not exist leave it empty until then.
     pub fn new(spec: &LstmSpec, batch: usize, steps: usize) -> Self {
         let mut ws = Workspace {
             spec: spec.clone(),
@@ -46,11 +48,14 @@ impl Workspace {
             fast: ForwardBuffers::default(),
             backward: Default::default(),
         };
-        ws.resize(batch, steps);
+        if fits(spec, batch, steps) {
+            ws.resize(batch, steps);
+        }
         ws
     }
 
-    /// Sizes the output, lengths and state for `batch` sequences of `steps` steps.
+    /// Sizes the output, lengths and state for `batch` sequences of `steps` steps, which
+    /// [`fits`].
     pub(crate) fn resize(&mut self, batch: usize, steps: usize) {
         let spec = &self.spec;
         self.output.resize(batch * steps * spec.output_size(), 0.0);
@@ -76,4 +81,13 @@ impl Workspace {
     pub fn final_state(&self) -> &LstmState {
         &self.state
     }
+}
+
+/// Whether every buffer of a pass of `batch` sequences of `steps` steps can exist (the
+/// check `prepare` makes of a pass's input).
+pub(crate) fn fits(spec: &LstmSpec, batch: usize, steps: usize) -> bool {
+    batch
+        .checked_mul(steps)
+        .and_then(|tokens| floats(tokens, spec.max_token_floats()))
+        .is_some()
 }

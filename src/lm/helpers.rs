@@ -20,7 +20,7 @@ use super::model::lstm_backward;
 /// [`Error::Shape`] when `ids` is not `[batch, steps]`; [`Error::Format`] for a negative
 /// id.
 pub fn padded_lengths(ids: &[i32], batch: usize, steps: usize) -> Result<Vec<i32>> {
-    if ids.len() != batch * steps {
+    if batch.checked_mul(steps) != Some(ids.len()) {
         return Err(Error::shape("ids", &[batch, steps], &[ids.len()]));
     }
     if let Some((i, &id)) = ids.iter().enumerate().find(|&(_, &id)| id < 0) {
@@ -86,7 +86,14 @@ impl<'a> PaddedBatch<'a> {
             });
         }
         let v = embedding.len() / e;
-        let mut x = vec![0.0; self.ids.len() * e];
+        let Some(n) = self.ids.len().checked_mul(e) else {
+            return Err(Error::Shape {
+                tensor: "embedding".into(),
+                expected: format!("[V, {e}] with {} ids * {e} within usize", self.ids.len()),
+                actual: format!("{} elements", embedding.len()),
+            });
+        };
+        let mut x = vec![0.0; n];
         for (i, (row, &id)) in x.chunks_exact_mut(e).zip(self.ids).enumerate() {
             let id = id as usize;
             if id >= v {
@@ -184,7 +191,7 @@ pub fn mse_head(
     if w.len() != hidden {
         return Err(Error::shape("w", &[hidden], &[w.len()]));
     }
-    if outputs.len() != n * hidden {
+    if n.checked_mul(hidden) != Some(outputs.len()) {
         return Err(Error::shape("outputs", &[n, hidden], &[outputs.len()]));
     }
     let mut predictions = vec![0.0f32; n];

@@ -34,6 +34,7 @@ pub use softmax::{softmax_cross_entropy, SoftmaxGrads, SoftmaxWorkspace};
 pub use train::{run_epoch, EpochOptions, EpochReport, StepInfo};
 
 use crate::model::error::{Error, Result};
+use crate::model::spec::floats;
 
 /// The hyper-parameters of a language model and its training, named as in TensorFlow's
 /// `ptb_word_lm.py`.
@@ -214,6 +215,36 @@ impl LmConfig {
             return bad(
                 "max_grad_norm",
                 format!("must be positive, got {}", self.max_grad_norm),
+            );
+        }
+        // Every buffer the model and a window's workspace hold, bounded: the embedding
+        // and the softmax layer (`V x E`, `V x (H + 1)`), the logits tile, and a window's
+        // per-token rows (embedding, LSTM buffers, `H + 1` softmax inputs).
+        let widest = self.hidden_sizes.iter().copied().max().unwrap_or(0);
+        let per_token = self
+            .embedding_size
+            .max(widest.saturating_add(1))
+            .saturating_mul(4);
+        let fits = [
+            (self.vocab_size, self.embedding_size),
+            (self.vocab_size, widest.saturating_add(1)),
+            (self.batch_size, self.num_steps),
+        ]
+        .iter()
+        .all(|&(a, b)| floats(a, b).is_some())
+            && floats(self.batch_size * self.num_steps, per_token).is_some();
+        if !fits {
+            return bad(
+                "sizes",
+                format!(
+                    "vocab_size {}, embedding_size {}, hidden_sizes {:?}, batch_size {} and \
+                     num_steps {} give buffers that would not fit in memory",
+                    self.vocab_size,
+                    self.embedding_size,
+                    self.hidden_sizes,
+                    self.batch_size,
+                    self.num_steps
+                ),
             );
         }
         Ok(())

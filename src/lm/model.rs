@@ -14,6 +14,7 @@ use crate::api::train::{Gradients, TrainReserve, Upstream};
 use crate::api::workspace::Workspace;
 use crate::engine::pool::thread_pool;
 use crate::model::error::{Error, Result};
+use crate::model::spec::floats;
 use crate::model::spec::LstmSpec;
 use crate::model::state::CellState;
 use crate::model::state::LstmState;
@@ -810,20 +811,32 @@ pub struct LmWorkspace {
 
 impl LmWorkspace {
     /// Buffers for `model` on windows of `batch` x `steps`, from a zero state.
+    ///
+    /// # Panics
+    /// When `batch * steps` times a row's width overflows `usize` (such buffers could not
+    /// exist; the model's own config is checked by [`LmConfig::validate`]).
     pub fn new(model: &LanguageModel, batch: usize, steps: usize) -> Self {
         Self::with_tile_rows(model, batch, steps, 0)
     }
 
     /// As [`LmWorkspace::new`], with softmax tiles of `tile_rows` rows (0: the default).
+    ///
+    /// # Panics
+    /// As [`LmWorkspace::new`].
     pub fn with_tile_rows(
         model: &LanguageModel,
         batch: usize,
         steps: usize,
         tile_rows: usize,
     ) -> Self {
-        let n = batch * steps;
         let (e, v) = (model.embed, model.vocab);
         let h = model.output_size();
+        let n = batch
+            .checked_mul(steps)
+            .filter(|&n| floats(n, e.max(h + 1)).is_some())
+            .unwrap_or_else(|| {
+                panic!("LmWorkspace: windows of {batch} x {steps} tokens would not fit in memory")
+            });
         LmWorkspace {
             batch,
             steps,

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::engine::sgemm::{gemm_op, Operand};
 use crate::model::error::{Error, Result};
+use crate::model::spec::floats;
 
 /// Rows per tile: `256 x V` logits (10 MB at `V = 10,000`) stay in the last-level cache,
 /// and 256 rows are deep enough for the weight-gradient sgemm (its `k`).
@@ -38,12 +39,19 @@ pub struct SoftmaxWorkspace {
 impl SoftmaxWorkspace {
     /// Buffers for hidden width `hidden` (`H`, without the ones column), `vocab` classes
     /// and tiles of `tile_rows` rows (0 means [`DEFAULT_TILE_ROWS`]).
+    ///
+    /// # Panics
+    /// When a tile of `tile_rows x vocab` logits would not fit in memory.
     pub fn new(hidden: usize, vocab: usize, tile_rows: usize) -> Self {
         let tile_rows = if tile_rows == 0 {
             DEFAULT_TILE_ROWS
         } else {
             tile_rows
         };
+        assert!(
+            floats(tile_rows, vocab).is_some(),
+            "SoftmaxWorkspace: a tile of {tile_rows} x {vocab} logits would not fit in memory"
+        );
         SoftmaxWorkspace {
             hidden,
             vocab,

@@ -59,10 +59,10 @@ impl Error {
     pub(crate) fn shape_of_len(tensor: &str, expected: &[usize], actual_len: usize) -> Self {
         Error::Shape {
             tensor: tensor.to_string(),
-            expected: format!(
-                "{expected:?} ({} elements)",
-                expected.iter().product::<usize>()
-            ),
+            expected: match expected.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+                Some(n) => format!("{expected:?} ({n} elements)"),
+                None => format!("{expected:?} (more elements than usize holds)"),
+            },
             actual: format!("{actual_len} elements"),
         }
     }

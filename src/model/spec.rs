@@ -131,6 +131,72 @@ impl LstmSpec {
     pub fn cell_layer(&self, k: usize) -> usize {
         k / self.num_directions()
     }
+
+    /// An upper bound on the floats any buffer of a pass keeps per real token (gates,
+    /// states, inputs, outputs, the backward's operands; widths padded to whole tiles of
+    /// any ISA), so that `tokens * max_token_floats()` bounds every buffer a pass of
+    /// `tokens` tokens grows. [`LstmSpecBuilder::build`] checked that it fits.
+    pub(crate) fn max_token_floats(&self) -> usize {
+        token_floats(self.input_size, &self.layers, self.num_directions())
+            .expect("checked when the spec was built")
+    }
+}
+
+/// Widths are padded to this many units before any size is computed: a multiple of every
+/// ISA's tile and panel (16 units, 64 floats), so the bounds hold for every packing.
+const PAD: usize = 64;
+
+/// The largest number of floats one buffer may hold: its bytes must fit in `isize`.
+pub(crate) const MAX_FLOATS: usize = isize::MAX as usize / std::mem::size_of::<f32>();
+
+/// `n` rounded up to whole [`PAD`]s, or `None` past `usize`.
+fn padded(n: usize) -> Option<usize> {
+    n.checked_next_multiple_of(PAD)
+}
+
+/// `a * b` when it fits in [`MAX_FLOATS`].
+pub(crate) fn floats(a: usize, b: usize) -> Option<usize> {
+    a.checked_mul(b).filter(|&n| n <= MAX_FLOATS)
+}
+
+/// See [`LstmSpec::max_token_floats`]: per layer, the gates and their gradients
+/// (`2 x 4H`), the cell, `m` and their gradients (`4H`), the layer's input, the
+/// recurrent `h` and their gradients (`2 (I + R) + 1`) and both directions' outputs and
+/// their gradients (`4 D R`); the largest layer's sum.
+fn token_floats(input: usize, layers: &[LayerSpec], dirs: usize) -> Option<usize> {
+    let mut widest = 0usize;
+    let mut layer_input = input;
+    for layer in layers {
+        let (h, r, i) = (
+            padded(layer.hidden_size)?,
+            padded(layer.output_size())?,
+            padded(layer_input)?,
+        );
+        let sum = h
+            .checked_mul(12)?
+            .checked_add(i.checked_add(r)?.checked_mul(2)?.checked_add(1)?)?
+            .checked_add(r.checked_mul(4)?.checked_mul(dirs)?)?;
+        widest = widest.max(sum);
+        layer_input = layer.output_size().checked_mul(dirs)?;
+    }
+    (widest <= MAX_FLOATS).then_some(widest)
+}
+
+/// Whether one cell's parameters, in every packed form the crate keeps (the canonical
+/// weights and their gradients, the panels, the transposed panels), fit: about
+/// `4 x 4H (I + R + 1)` floats, padded.
+fn params_fit(input: usize, layer: &LayerSpec) -> bool {
+    let fits = || -> Option<usize> {
+        let (h, r, i) = (
+            padded(layer.hidden_size)?,
+            padded(layer.output_size())?,
+            padded(input)?,
+        );
+        let per_copy = floats(h.checked_mul(4)?, i.checked_add(r)?.checked_add(1)?)?;
+        let projection = floats(h, r)?;
+        floats(per_copy.checked_add(projection)?, 4)
+    };
+    fits().is_some()
 }
 
 /// Builder for [`LstmSpec`]; see [`LstmSpec::builder`].
@@ -188,8 +254,10 @@ impl LstmSpecBuilder {
     ///
     /// # Errors
     /// [`Error::Config`] when a size is zero, there is no layer, `proj_sizes` does not have
-    /// one entry per layer, `forget_bias` is not finite, or a clip value is not finite and
-    /// positive.
+    /// one entry per layer, `forget_bias` is not finite, a clip value is not finite and
+    /// positive, or the sizes are so large that a layer's parameters, or one token's
+    /// share of a pass's buffers, would not fit in memory (their byte counts overflow
+    /// `isize`).
     pub fn build(self) -> Result<LstmSpec> {
         if self.input_size == 0 {
             return Err(Error::Config("input_size must be at least 1, got 0".into()));
@@ -227,6 +295,25 @@ impl LstmSpecBuilder {
                 proj_size,
             });
         }
+        let dirs = if self.bidirectional { 2 } else { 1 };
+        let mut layer_input = self.input_size;
+        for (l, layer) in layers.iter().enumerate() {
+            if !params_fit(layer_input, layer) {
+                return Err(Error::Config(format!(
+                    "layer {l}: input {layer_input}, hidden {}, projection {:?}: its \
+                     parameters would not fit in memory",
+                    layer.hidden_size, layer.proj_size
+                )));
+            }
+            layer_input = layer.output_size().saturating_mul(dirs);
+        }
+        if token_floats(self.input_size, &layers, dirs).is_none() {
+            return Err(Error::Config(format!(
+                "input {} and hidden sizes {:?}: one time step's buffers would not fit in \
+                 memory",
+                self.input_size, self.hidden_sizes
+            )));
+        }
         if !self.forget_bias.is_finite() {
             return Err(Error::Config(format!(
                 "forget_bias must be finite, got {}",
@@ -258,6 +345,16 @@ impl LstmSpecBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_whose_buffers_cannot_exist_are_refused() {
+        for (input, hidden) in [(usize::MAX, 4), (4, usize::MAX), (1 << 40, 1 << 20)] {
+            let err = LstmSpec::builder(input, &[hidden]).build().unwrap_err();
+            assert!(err.to_string().contains("would not fit"), "{err}");
+        }
+        let wide = LstmSpec::builder(1 << 20, &[1 << 10]).build().unwrap();
+        assert!(wide.max_token_floats() > 1 << 21);
+    }
 
     #[test]
     fn widths_of_a_bidirectional_projected_stack() {

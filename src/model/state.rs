@@ -22,13 +22,22 @@ pub struct LstmState {
 
 impl LstmState {
     /// All-zero state for `batch` sequences.
+    ///
+    /// # Panics
+    /// When `batch` times a layer's width overflows `usize`: such a state could not
+    /// exist (as `vec![0.0; n]` panics for such an `n`).
     pub fn zeros(spec: &LstmSpec, batch: usize) -> Self {
+        let len = |width: usize| {
+            batch.checked_mul(width).unwrap_or_else(|| {
+                panic!("LstmState::zeros: {batch} sequences of {width} overflow usize")
+            })
+        };
         let cells = (0..spec.num_cells())
             .map(|k| {
                 let layer = spec.layers()[spec.cell_layer(k)];
                 CellState {
-                    c: vec![0.0; batch * layer.hidden_size],
-                    h: vec![0.0; batch * layer.output_size()],
+                    c: vec![0.0; len(layer.hidden_size)],
+                    h: vec![0.0; len(layer.output_size())],
                 }
             })
             .collect();
