@@ -6,8 +6,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use lstm_kernels::golden::{
-    check_file, collect_files, GoldenCase, Kind, Outcome, Part, PartReport, Summary,
+    check_file, collect_files, Engine, GoldenCase, Kind, Outcome, Part, PartReport, Summary,
+    MAX_TOLERANCE,
 };
+use lstm_kernels::{LstmOptions, Tensors};
 
 /// Whether this run may leave out the slow cases: only when `LSTM_KERNELS_SKIP_SLOW` is
 /// set, which `.ci/aarch64.sh` does (under emulation) and nothing else in `.ci/run`.
@@ -234,4 +236,162 @@ fn untrained_seed_model_costs_t_ln_v() {
         "{} vs {seed_cost}",
         want[0]
     );
+}
+
+/// A fixture's tensors with its `config` metadata edited by `edit`.
+fn with_config(tensors: &Tensors, edit: impl FnOnce(&mut serde_json::Value)) -> Tensors {
+    let mut config: serde_json::Value =
+        serde_json::from_str(&tensors.metadata()["config"]).unwrap();
+    edit(&mut config);
+    let mut t = tensors.clone();
+    t.set_metadata("config", &config.to_string());
+    t
+}
+
+fn load(rel: &str) -> GoldenCase {
+    GoldenCase::load(fixtures().join(rel)).unwrap()
+}
+
+/// A file that declares a huge tolerance (1e9: anything would pass) is refused with an
+/// error naming the field, by `from_tensors` and by the checker's `FAIL` line.
+#[test]
+fn a_tolerance_above_the_cap_is_refused() {
+    let case = load("tf/grad_basic_seqlen.safetensors");
+    // The cap itself is accepted, for both tolerances.
+    let cap = MAX_TOLERANCE;
+    let at_cap = with_config(&case.tensors, |c| {
+        for key in ["tolerance", "grad_tolerance"] {
+            c[key] = serde_json::json!({"abs": cap.abs, "rel": cap.rel});
+        }
+    });
+    let ok = GoldenCase::from_tensors("at_cap".into(), at_cap).unwrap();
+    assert_eq!((ok.tolerance, ok.grad_tolerance), (cap, cap));
+    for key in ["tolerance", "grad_tolerance"] {
+        for part in ["abs", "rel"] {
+            let t = with_config(&case.tensors, |c| c[key][part] = 1e9.into());
+            let err = match GoldenCase::from_tensors("huge".into(), t.clone()) {
+                Ok(c) => panic!("{key}.{part} = 1e9 was accepted: {:?}", c.tolerance),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(&format!("{key}.{part}")) && err.contains("cap"),
+                "{err}"
+            );
+            let path = std::env::temp_dir().join(format!(
+                "lstm-kernels-golden-{}-huge-{key}-{part}.safetensors",
+                std::process::id()
+            ));
+            t.save(&path).unwrap();
+            let reports = check_file(&path);
+            let _ = std::fs::remove_file(&path);
+            assert_eq!(reports.len(), 1, "{reports:?}");
+            let line = reports[0].to_string();
+            assert!(
+                line.starts_with("FAIL forward ") && line.contains(&format!("{key}.{part}")),
+                "{line}"
+            );
+        }
+    }
+}
+
+/// The same number of elements in another shape: the dimensions reversed, or (when
+/// that is the same) two more leading 1s: `[n]` as `[1, 1, n]`, a scalar as `[1, 1]`
+/// (not `[1]`, which the format allows for the loss).
+fn other_shape(shape: &[usize]) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    s.reverse();
+    if s == shape {
+        s.splice(0..0, [1, 1]);
+    }
+    s
+}
+
+/// An expected tensor with the right number of elements but another shape is a
+/// failure naming the tensor and both shapes, on every engine: final states, the
+/// output, logits, the loss and every kind of gradient.
+#[test]
+fn a_mis_shaped_expected_tensor_fails() {
+    let cases = [
+        (
+            "tf/basic_h7_seqlen",
+            "expected/final_state/0/h",
+            Part::Forward,
+        ),
+        ("tf/basic_h7_seqlen", "expected/output", Part::Forward),
+        (
+            "tf/grad_basic_seqlen",
+            "expected/final_state/1/c",
+            Part::Forward,
+        ),
+        (
+            "tf/grad_basic_seqlen",
+            "expected/grad/layers/0/kernel",
+            Part::Gradients,
+        ),
+        (
+            "tf/grad_basic_seqlen",
+            "expected/grad/layers/1/bias",
+            Part::Gradients,
+        ),
+        (
+            "tf/grad_basic_seqlen",
+            "expected/grad/input",
+            Part::Gradients,
+        ),
+        (
+            "tf/grad_basic_seqlen",
+            "expected/grad/initial_state/1/c",
+            Part::Gradients,
+        ),
+        (
+            "tf/grad_basic_seqlen",
+            "grad_final_state/0/h",
+            Part::Gradients,
+        ),
+        ("tf/grad_basic_seqlen", "grad_output", Part::Gradients),
+        ("tf/grad_time_major", "expected/grad/input", Part::Gradients),
+        (
+            "torch/grad_bidir_proj",
+            "expected/grad/weight_hr_l1_reverse",
+            Part::Gradients,
+        ),
+        ("lm/lm_small", "expected/logits", Part::Forward),
+        ("lm/lm_small", "expected/loss", Part::Loss),
+        ("lm/lm_small", "expected/grad/embedding", Part::Gradients),
+        ("lm/lm_small", "expected/grad/softmax_w", Part::Gradients),
+        (
+            "lm/lm_small",
+            "expected/grad/layers/1/kernel",
+            Part::Gradients,
+        ),
+    ];
+    for (file, name, part) in cases {
+        let case = load(&format!("{file}.safetensors"));
+        let mut tensors = case.tensors.clone();
+        let (shape, data) = tensors.f32(name).unwrap();
+        let (shape, data) = (shape.to_vec(), data.to_vec());
+        let bad_shape = other_shape(&shape);
+        assert_eq!(
+            bad_shape.iter().product::<usize>(),
+            shape.iter().product::<usize>()
+        );
+        tensors.insert_f32(name, &bad_shape, data).unwrap();
+        let bad = GoldenCase::from_tensors("misshaped".into(), tensors).unwrap();
+        for engine in [Engine::Reference, Engine::Fast(LstmOptions::default())] {
+            let reports = bad.check_with(engine);
+            let report = reports
+                .iter()
+                .find(|r| r.part == part)
+                .unwrap_or_else(|| panic!("{file} {name}: no {part} part: {reports:?}"));
+            match &report.outcome {
+                Outcome::Error(msg) => assert!(
+                    msg.contains(name)
+                        && msg.contains(&format!("{bad_shape:?}"))
+                        && msg.contains(&format!("{shape:?}")),
+                    "{file} {name} {engine:?}: {msg}"
+                ),
+                other => panic!("{file} {name} {engine:?}: expected a shape error, got {other:?}"),
+            }
+        }
+    }
 }
