@@ -24,5 +24,9 @@ fi
 
 # Every kernel test, and the crate's tests (NEON and scalar against the reference and the
 # golden files); LSTM_KERNELS_SKIP_SLOW leaves out the seed-sized golden cases and the
-# largest sgemm shapes, which take many minutes under emulation.
+# largest sgemm shapes, which take many minutes under emulation. These are the only skips
+# .ci/run allows: tests/golden.rs prints each skipped file ("SKIP ...") and counts its parts
+# in its summary line, and fails on any skip when the variable is not set. Tests that start
+# a child process (kernels/tests/dispatch.rs) start it through the runner of
+# .cargo/config.toml, since the host kernel cannot exec an aarch64 binary.
 LSTM_KERNELS_SKIP_SLOW=1 cargo test --release --target "$target" --workspace

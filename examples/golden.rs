@@ -1,8 +1,8 @@
 //! Checks golden files: `cargo run --release --example golden -- PATH...`
 //!
 //! Prints one line per file and part (`PASS`/`FAIL`/`SKIP`), then
-//! `golden: N passed, M failed, K skipped`; exits non-zero on any failure or any path or
-//! file it cannot read.
+//! `golden: N passed, M failed, K skipped`; exits non-zero on any failure, any skipped
+//! part (a skip is never a pass) or any path or file it cannot read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,9 +30,15 @@ fn main() -> ExitCode {
         }
     }
     println!("{summary}");
-    if summary.failed > 0 || files.is_empty() {
+    if summary.failed > 0 || summary.skipped > 0 || files.is_empty() {
         if files.is_empty() {
             eprintln!("golden: no .safetensors file under the given paths");
+        }
+        if summary.skipped > 0 {
+            eprintln!(
+                "golden: {} part(s) skipped: the checker could not run them",
+                summary.skipped
+            );
         }
         ExitCode::FAILURE
     } else {

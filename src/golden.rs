@@ -31,6 +31,22 @@ pub struct Tolerance {
     pub rel: f64,
 }
 
+/// The largest tolerance a golden file may declare (`tolerance` and `grad_tolerance`,
+/// each part separately); [`GoldenCase::from_tensors`] refuses a file that asks for more.
+///
+/// Every committed fixture declares `abs` 1e-5, `rel` 1e-4: the format's default and the
+/// floor of `fixtures/generate.py`'s ladder, which picks the smallest tolerance covering
+/// four times the framework's own float32 error (measured against its float64 run; at
+/// most 8.2e-7 absolute over the committed cases). The cap is ten times that, `abs`
+/// 1e-4 and `rel` 1e-3: room for a regeneration on a newer framework to climb a few
+/// rungs of the ladder, while a file asking for more is refused: at 1e-3 relative a
+/// wrong activation approximation or a dropped term would pass, and a file could
+/// otherwise declare 1e9 and pass anything.
+pub const MAX_TOLERANCE: Tolerance = Tolerance {
+    abs: 1e-4,
+    rel: 1e-3,
+};
+
 impl Default for Tolerance {
     fn default() -> Self {
         Tolerance {
@@ -232,20 +248,27 @@ fn get_tolerance(config: &Value, key: &str, default: Tolerance) -> Result<Tolera
     let Some(t) = config.get(key).filter(|t| !t.is_null()) else {
         return Ok(default);
     };
-    let part = |name: &str, default: f64| -> Result<f64> {
-        match t.get(name) {
-            None => Ok(default),
+    let part = |name: &str, default: f64, cap: f64| -> Result<f64> {
+        let x = match t.get(name) {
+            None => default,
             Some(v) => v
                 .as_f64()
                 .filter(|x| x.is_finite() && *x >= 0.0)
                 .ok_or_else(|| {
                     config_err(format!("`{key}.{name}` must be a number >= 0, got {v}"))
-                }),
+                })?,
+        };
+        if x > cap {
+            return Err(config_err(format!(
+                "`{key}.{name}` = {x:e} is above the checker's cap {cap:e} \
+                 (golden::MAX_TOLERANCE): a tolerance that large cannot tell right from wrong"
+            )));
         }
+        Ok(x)
     };
     Ok(Tolerance {
-        abs: part("abs", default.abs)?,
-        rel: part("rel", default.rel)?,
+        abs: part("abs", default.abs, MAX_TOLERANCE.abs)?,
+        rel: part("rel", default.rel, MAX_TOLERANCE.rel)?,
     })
 }
 
@@ -254,7 +277,8 @@ impl GoldenCase {
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Format`] for an unreadable file, missing or malformed
-    /// metadata, or a config the crate's spec rejects ([`Error::Config`]).
+    /// metadata (a `tolerance` or `grad_tolerance` above [`MAX_TOLERANCE`] included), or
+    /// a config the crate's spec rejects ([`Error::Config`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let name = case_name(path);
@@ -373,6 +397,10 @@ impl GoldenCase {
     }
 
     /// Runs the case on the given engine and reports each part.
+    ///
+    /// Each computed tensor is compared with the expected tensor of its name: shape
+    /// first (a mismatch is an [`Outcome::Error`] naming both shapes; a scalar may be
+    /// `[]` or `[1]`), then element by element within the case's tolerance.
     pub fn check_with(&self, engine: Engine) -> Vec<PartReport> {
         let report = |part, outcome| PartReport {
             part,
@@ -430,7 +458,7 @@ impl GoldenCase {
         if let Some(gradients) = run.gradients {
             out.extend(gradients?);
         }
-        Ok(out)
+        Ok(out.into_iter().map(|c| (c.name, c.data)).collect())
     }
 
     fn has_gradients(&self) -> bool {
@@ -439,17 +467,27 @@ impl GoldenCase {
             .any(|n| n.starts_with("expected/grad/"))
     }
 
-    fn judge(&self, pairs: &[(String, Vec<f32>)], tol: Tolerance) -> Outcome {
-        if pairs.is_empty() {
+    /// Compares each computed tensor with the expected one of its name: shape first
+    /// (a mismatch is an error naming both shapes), then every element.
+    fn judge(&self, computed: &[Computed], tol: Tolerance) -> Outcome {
+        if computed.is_empty() {
             return Outcome::Error("the case has no expected tensor for this part".into());
         }
         let mut worst: Option<Comparison> = None;
-        for (name, got) in pairs {
-            let want = match self.tensors.f32(name) {
-                Ok((_, w)) => w,
+        for c in computed {
+            let (want_shape, want) = match self.tensors.f32(&c.name) {
+                Ok(w) => w,
                 Err(e) => return Outcome::Error(e.to_string()),
             };
-            match compare(name, got, want, tol) {
+            if !same_shape(want_shape, &c.shape) {
+                let e = Error::Shape {
+                    tensor: c.name.clone(),
+                    expected: format!("{:?} (the computed tensor's shape)", c.shape),
+                    actual: format!("{want_shape:?}"),
+                };
+                return Outcome::Error(e.to_string());
+            }
+            match compare(&c.name, &c.data, want, tol) {
                 Ok(c) => {
                     if worst.as_ref().is_none_or(|w| c.max_ratio > w.max_ratio) {
                         worst = Some(c);
@@ -465,6 +503,23 @@ impl GoldenCase {
             }
         } else {
             Outcome::Mismatch(worst)
+        }
+    }
+
+    /// The shapes of cell `k`'s state for `batch` sequences: `c` `[B, H_k]`, `h`
+    /// `[B, P_k or H_k]`.
+    fn state_shapes(&self, k: usize, batch: usize) -> ([usize; 2], [usize; 2]) {
+        let layer = self.spec.layers()[self.spec.cell_layer(k)];
+        ([batch, layer.hidden_size], [batch, layer.output_size()])
+    }
+
+    /// The shape of a tensor laid out like the input or the output (`width` features per
+    /// token): `[B, T, width]`, or `[T, B, width]` when time-major.
+    fn token_shape(&self, batch: usize, steps: usize, width: usize) -> [usize; 3] {
+        if self.spec.time_major() {
+            [steps, batch, width]
+        } else {
+            [batch, steps, width]
         }
     }
 
@@ -571,7 +626,11 @@ impl GoldenCase {
             if shape != want {
                 return Err(Error::shape("expected/output", &want, shape));
             }
-            forward.push(("expected/output".to_string(), ws.output().to_vec()));
+            forward.push(Computed::new(
+                "expected/output",
+                &want,
+                ws.output().to_vec(),
+            ));
         }
         // The language model on the fast engine runs through the `lm` module (embedding,
         // one Lstm per layer, the fused softmax layer); the reference engine keeps the
@@ -589,10 +648,11 @@ impl GoldenCase {
             None => ws.final_state().cells.clone(),
         };
         for (k, cell) in finals.iter().enumerate() {
-            for (which, got) in [("c", &cell.c), ("h", &cell.h)] {
+            let (c_shape, h_shape) = self.state_shapes(k, batch);
+            for (which, shape, got) in [("c", c_shape, &cell.c), ("h", h_shape, &cell.h)] {
                 let name = format!("expected/final_state/{k}/{which}");
                 if self.tensors.contains(&name) {
-                    forward.push((name, got.clone()));
+                    forward.push(Computed::new(name, &shape, got.clone()));
                 }
             }
         }
@@ -603,10 +663,14 @@ impl GoldenCase {
                 None => lm.logits_and_cost(spec, ws.output())?,
             };
             if self.tensors.contains("expected/logits") {
-                forward.push(("expected/logits".to_string(), logits));
+                forward.push(Computed::new(
+                    "expected/logits",
+                    &[batch * steps, lm.vocab],
+                    logits,
+                ));
             }
             if self.tensors.contains("expected/loss") {
-                loss = Some(("expected/loss".to_string(), vec![cost]));
+                loss = Some(Computed::new("expected/loss", &[], vec![cost]));
             } else {
                 return Err(Error::MissingTensor("expected/loss".into()));
             }
@@ -628,16 +692,12 @@ impl GoldenCase {
         }
         let mut state = LstmState::zeros(&self.spec, batch);
         for (k, cell) in state.cells.iter_mut().enumerate() {
-            for (which, dst) in [("c", &mut cell.c), ("h", &mut cell.h)] {
+            let (c_shape, h_shape) = self.state_shapes(k, batch);
+            for (which, shape, dst) in [("c", c_shape, &mut cell.c), ("h", h_shape, &mut cell.h)] {
                 let name = format!("grad_final_state/{k}/{which}");
                 // A case may give the gradient of only some final states.
                 if self.tensors.contains(&name) {
-                    let (shape, v) = self.tensors.f32(&name)?;
-                    if v.len() != dst.len() {
-                        let want = [batch, dst.len() / batch.max(1)];
-                        return Err(Error::shape(&name, &want, shape));
-                    }
-                    dst.copy_from_slice(v);
+                    dst.copy_from_slice(self.tensors.f32_shaped(&name, &shape)?);
                 }
             }
         }
@@ -679,17 +739,8 @@ impl GoldenCase {
         let output = &output[..];
         let (grad_output, lm_grads) = match lm {
             None => {
-                let (shape, g) = self.tensors.f32("grad_output")?;
-                if g.len() != output.len() {
-                    return Err(Error::Shape {
-                        tensor: "grad_output".into(),
-                        expected: format!(
-                            "the shape of expected/output ({} elements)",
-                            output.len()
-                        ),
-                        actual: format!("{shape:?}"),
-                    });
-                }
+                let want = self.token_shape(fi.batch, fi.steps, spec.output_size());
+                let g = self.tensors.f32_shaped("grad_output", &want)?;
                 (g.to_vec(), None)
             }
             Some(lm) => {
@@ -721,20 +772,33 @@ impl GoldenCase {
             .filter(|n| n.starts_with("expected/grad/"))
         {
             let key = &name["expected/grad/".len()..];
-            let got = match (key, lm, &lm_grads) {
-                ("input", None, _) => g.input.clone(),
-                ("embedding", Some(lm), _) => lm.embedding_grad(spec, &g.input),
-                ("softmax_w", _, Some((w, _))) => w.clone(),
-                ("softmax_b", _, Some((_, b))) => b.clone(),
+            let (shape, got): (Vec<usize>, Vec<f32>) = match (key, lm, &lm_grads) {
+                ("input", None, _) => (
+                    self.token_shape(fi.batch, fi.steps, spec.input_size())
+                        .to_vec(),
+                    g.input.clone(),
+                ),
+                ("embedding", Some(lm), _) => (
+                    vec![lm.vocab, spec.input_size()],
+                    lm.embedding_grad(spec, &g.input),
+                ),
+                ("softmax_w", Some(lm), Some((w, _))) => {
+                    (vec![spec.output_size(), lm.vocab], w.clone())
+                }
+                ("softmax_b", Some(lm), Some((_, b))) => (vec![lm.vocab], b.clone()),
                 _ => {
                     if let Some(rest) = key.strip_prefix("initial_state/") {
                         let cell = rest
                             .split_once('/')
                             .and_then(|(k, w)| Some((k.parse::<usize>().ok()?, w)))
-                            .and_then(|(k, w)| g.initial_state.cells.get(k).map(|c| (c, w)));
+                            .and_then(|(k, w)| g.initial_state.cells.get(k).map(|c| (k, c, w)));
                         match cell {
-                            Some((c, "c")) => c.c.clone(),
-                            Some((c, "h")) => c.h.clone(),
+                            Some((k, c, "c")) => {
+                                (self.state_shapes(k, fi.batch).0.to_vec(), c.c.clone())
+                            }
+                            Some((k, c, "h")) => {
+                                (self.state_shapes(k, fi.batch).1.to_vec(), c.h.clone())
+                            }
                             _ => {
                                 return Err(Error::MissingTensor(format!(
                                     "the crate has no gradient `{key}`"
@@ -742,17 +806,14 @@ impl GoldenCase {
                             }
                         }
                     } else {
-                        named
-                            .f32(key)
-                            .map_err(|_| {
-                                Error::MissingTensor(format!("the crate has no gradient `{key}`"))
-                            })?
-                            .1
-                            .to_vec()
+                        let (shape, v) = named.f32(key).map_err(|_| {
+                            Error::MissingTensor(format!("the crate has no gradient `{key}`"))
+                        })?;
+                        (shape.to_vec(), v.to_vec())
                     }
                 }
             };
-            pairs.push((name.to_string(), got));
+            pairs.push(Computed::new(name, &shape, got));
         }
         Ok(pairs)
     }
@@ -787,10 +848,17 @@ impl GoldenCase {
             .filter(|n| n.starts_with("expected/grad/"))
         {
             let key = &name["expected/grad/".len()..];
-            let got = match key {
-                "embedding" => g.embedding_dense(lmt.vocab),
-                "softmax_w" => g.softmax_w(lmt.vocab).to_vec(),
-                "softmax_b" => g.softmax_b(lmt.vocab).to_vec(),
+            let spec = &self.spec;
+            let (shape, got): (Vec<usize>, Vec<f32>) = match key {
+                "embedding" => (
+                    vec![lmt.vocab, spec.input_size()],
+                    g.embedding_dense(lmt.vocab),
+                ),
+                "softmax_w" => (
+                    vec![spec.output_size(), lmt.vocab],
+                    g.softmax_w(lmt.vocab).to_vec(),
+                ),
+                "softmax_b" => (vec![lmt.vocab], g.softmax_b(lmt.vocab).to_vec()),
                 _ => {
                     let layer = key
                         .strip_prefix("layers/")
@@ -803,16 +871,21 @@ impl GoldenCase {
                         .and_then(|(k, w)| Some((k.parse::<usize>().ok()?, w)))
                         .filter(|(k, _)| *k < g.layers.len());
                     match (layer, initial) {
-                        (Some((k, w)), _) => g.layers[k]
-                            .to_tensorflow()
-                            .f32(&format!("layers/0/{w}"))
-                            .map_err(|_| {
+                        (Some((k, w)), _) => {
+                            let t = g.layers[k].to_tensorflow();
+                            let (shape, v) = t.f32(&format!("layers/0/{w}")).map_err(|_| {
                                 Error::MissingTensor(format!("the crate has no gradient `{key}`"))
-                            })?
-                            .1
-                            .to_vec(),
-                        (_, Some((k, "c"))) => g.layers[k].initial_state.cells[0].c.clone(),
-                        (_, Some((k, "h"))) => g.layers[k].initial_state.cells[0].h.clone(),
+                            })?;
+                            (shape.to_vec(), v.to_vec())
+                        }
+                        (_, Some((k, "c"))) => (
+                            self.state_shapes(k, lmt.batch).0.to_vec(),
+                            g.layers[k].initial_state.cells[0].c.clone(),
+                        ),
+                        (_, Some((k, "h"))) => (
+                            self.state_shapes(k, lmt.batch).1.to_vec(),
+                            g.layers[k].initial_state.cells[0].h.clone(),
+                        ),
                         _ => {
                             return Err(Error::MissingTensor(format!(
                                 "the crate has no gradient `{key}`"
@@ -821,20 +894,55 @@ impl GoldenCase {
                     }
                 }
             };
-            pairs.push((name.to_string(), got));
+            pairs.push(Computed::new(name, &shape, got));
         }
         Ok(pairs)
     }
 }
 
 struct ForwardRun {
-    forward: Vec<(String, Vec<f32>)>,
-    loss: Option<(String, Vec<f32>)>,
+    forward: NamedTensors,
+    loss: Option<Computed>,
     gradients: Option<Result<NamedTensors>>,
 }
 
-/// Tensors paired with the name of the expected tensor they are compared with.
-type NamedTensors = Vec<(String, Vec<f32>)>;
+/// A tensor the crate computed, with its shape, named as the expected tensor it is
+/// compared with.
+#[derive(Debug, Clone)]
+struct Computed {
+    name: String,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Computed {
+    fn new(name: impl Into<String>, shape: &[usize], data: Vec<f32>) -> Self {
+        let c = Computed {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data,
+        };
+        debug_assert_eq!(
+            c.shape.iter().product::<usize>(),
+            c.data.len(),
+            "{}: shape {:?}",
+            c.name,
+            c.shape
+        );
+        c
+    }
+}
+
+/// Computed tensors, each named as the expected tensor it is compared with.
+type NamedTensors = Vec<Computed>;
+
+/// Whether an expected tensor of shape `want` may hold a computed one of shape `got`:
+/// the same shape, where a scalar may be `[]` or `[1]` (as the format allows for the
+/// loss).
+fn same_shape(want: &[usize], got: &[usize]) -> bool {
+    let scalar = |s: &[usize]| s.len() <= 1 && s.iter().product::<usize>() == 1;
+    want == got || (scalar(want) && scalar(got))
+}
 
 /// The language model's own tensors, checked.
 struct LanguageModelTensors<'a> {

@@ -90,7 +90,7 @@ fn every_isa_matches_the_reference() {
                 });
                 let (fo, ff) = run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref());
                 let mut check = |got: &[f32], want: &[f32], what: &str| {
-                    assert_eq!(got.len(), want.len());
+                    assert_eq!(got.len(), want.len(), "case {n} {isa:?} x{threads} {what}");
                     for (i, (g, r)) in got.iter().zip(want).enumerate() {
                         let err = (g - r).abs();
                         worst = worst.max(err);
@@ -110,6 +110,7 @@ fn every_isa_matches_the_reference() {
                     }
                 };
                 check(&fo, &ro, "output");
+                assert_eq!(ff.cells.len(), rf.cells.len(), "case {n}: cells");
                 for (k, (f, r)) in ff.cells.iter().zip(&rf.cells).enumerate() {
                     check(&f.c, &r.c, &format!("final c{k}"));
                     check(&f.h, &r.h, &format!("final h{k}"));

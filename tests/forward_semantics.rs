@@ -99,19 +99,23 @@ fn one_peephole_clipped_projected_unit_matches_the_formulas() {
     }
 }
 
-/// Equal bit for bit on the reference. The fast path's input-projection sgemm may sum
-/// in another order when the batch has another number of rows (as MKL and oneDNN do), so
-/// there a row alone may differ from the same row in a batch by a few ulps of its
-/// pre-activations (|z| < 10 here): 1e-5 absolute bounds that with a wide margin.
+/// Equal bit for bit, on every engine: each output element is one fma chain over `k` in
+/// a fixed order whatever the batch, and the kernels compute each row independently of
+/// the others (the input projection included), so a row alone and the same row in a
+/// batch round identically. No tolerance.
 fn same(e: Engine, got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    match e {
-        Engine::Reference => assert_eq!(got, want, "{what}"),
-        Engine::Fast(_) => {
-            for (g, w) in got.iter().zip(want) {
-                assert!((g - w).abs() <= 1e-5, "{e:?} {what}: {g} vs {w}");
-            }
-        }
+    assert_eq!(got.len(), want.len(), "{e:?} {what}: lengths differ");
+    if let Some((i, (g, w))) = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .find(|(_, (g, w))| g.to_bits() != w.to_bits())
+    {
+        panic!(
+            "{e:?} {what}[{i}]: {g:e} ({:#010x}) vs {w:e} ({:#010x})",
+            g.to_bits(),
+            w.to_bits()
+        );
     }
 }
 
@@ -167,6 +171,7 @@ fn each_row_equals_its_own_run_cut_to_its_length() {
                         )
                     })
                     .collect();
+                assert_eq!(got_fin.len(), row_init.cells.len(), "cells");
                 if len == 0 {
                     for (g, s) in got_fin.iter().zip(&row_init.cells) {
                         assert_eq!(
@@ -185,6 +190,7 @@ fn each_row_equals_its_own_run_cut_to_its_length() {
                     &alone,
                     &format!("bidir={bidir} row={row}"),
                 );
+                assert_eq!(got_fin.len(), alone_fin.cells.len(), "cells");
                 for (g, s) in got_fin.iter().zip(&alone_fin.cells) {
                     same(e, &g.0, &s.c, "final c");
                     same(e, &g.1, &s.h, "final h");

@@ -120,7 +120,16 @@ fn every_isa_matches_the_reference_backward() {
                 )
                 .unwrap();
                 let got = flat(&fast(&lstm, &input, &up).grads);
+                let names = |v: &[(String, Vec<f32>)]| v.iter().map(|(n, _)| n.clone()).collect();
+                let (got_names, want_names): (Vec<String>, Vec<String>) =
+                    (names(&got), names(&want));
+                assert_eq!(got_names, want_names, "case {n} {isa:?}: gradient names");
                 for ((name, g), (_, r)) in got.iter().zip(&want) {
+                    assert_eq!(
+                        g.len(),
+                        r.len(),
+                        "case {n} {isa:?} x{threads} {name}: lengths"
+                    );
                     for (i, (a, b)) in g.iter().zip(r).enumerate() {
                         let err = (a - b).abs();
                         worst = worst.max(err / (1.0 + b.abs()));

@@ -87,6 +87,7 @@ fn pytorch_gate_order_built_by_hand() {
         got.cell(0).recurrent_weights(),
         w.cell(0).recurrent_weights()
     );
+    assert_eq!(got.cell(0).bias().len(), w.cell(0).bias().len());
     for (a, b) in got.cell(0).bias().iter().zip(w.cell(0).bias()) {
         // (b - r) + r in f32: one rounding each way.
         assert!(
@@ -108,6 +109,7 @@ fn pytorch_export_folds_forget_bias() {
     let x = random_input(2 * 4 * 5, 5);
     let (a, _) = run(&w, &x, 2, 4, None, None);
     let (b, _) = run(&w0, &x, 2, 4, None, None);
+    assert_eq!(a.len(), b.len());
     for (p, q) in a.iter().zip(&b) {
         // z + b + fb vs z + (b + fb): a rounding or two in a pre-activation of size ~1.
         assert!((p - q).abs() < 1e-6, "{p} vs {q}");

@@ -87,7 +87,7 @@ mod aarch64;
 mod x86_64;
 
 pub use args::{BackwardRaw, DzPanels, GemmRaw, InputPart, StepParams, StepRaw};
-pub use detect::{available_isas, resolve_isa, DetectError};
+pub use detect::{available_isas, cpu_isas, isa_status, resolve_isa, DetectError, IsaStatus};
 pub use dispatch::Kernels;
 pub use isa::{Isa, ISA_ENV};
 pub use pack::{

@@ -1,8 +1,11 @@
 //! The epilogue-free step kernel (`gemm_tiles_raw`) on every ISA: against an f64 product,
 //! bitwise against scalar, and independent of how rows and tiles are split.
 
+mod common;
+
+use common::all_kernels;
 use lstm_kernels_simd::{
-    available_isas, pack_gate_columns, pack_gate_panels, pack_panels, tiles, GemmRaw, Isa, Kernels,
+    pack_gate_columns, pack_gate_panels, pack_panels, tiles, GemmRaw, Isa, Kernels,
 };
 
 fn lcg(seed: &mut u64) -> f32 {
@@ -79,8 +82,8 @@ fn gemm_mode_is_a_product_in_tile_order() {
         let w: Vec<f32> = (0..k * 4 * h).map(|_| lcg(&mut seed) * 0.1).collect();
         let bias: Vec<f32> = (0..4 * h).map(|_| lcg(&mut seed)).collect();
         let reference = run(&scalar, &x, k, h, &w, &bias, rows, rows, usize::MAX);
-        for isa in available_isas() {
-            let kern = Kernels::for_isa(isa).unwrap();
+        for kern in all_kernels() {
+            let isa = kern.isa();
             let u = kern.unit_tile();
             let gw = tiles(h, u) * 4 * u;
             let got = run(&kern, &x, k, h, &w, &bias, rows, rows, usize::MAX);
@@ -179,8 +182,8 @@ fn gemm_reads_generic_panels_and_row_major_b() {
         let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
         let b: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
         let mut first: Option<(usize, Vec<f32>)> = None;
-        for isa in available_isas() {
-            let kern = Kernels::for_isa(isa).unwrap();
+        for kern in all_kernels() {
+            let isa = kern.isa();
             let u4 = 4 * kern.unit_tile();
             let nt = n.div_ceil(u4);
             let packed = pack_panels(&b, k, n, n, u4);

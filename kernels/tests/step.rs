@@ -200,6 +200,8 @@ fn reference(cs: &Case) -> (Out, Out) {
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32], bound: &[f32], ctx: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths ({ctx})");
+    assert_eq!(bound.len(), want.len(), "{what}: bound's length ({ctx})");
     for (idx, ((&g, &w), &b)) in got.iter().zip(want).zip(bound).enumerate() {
         // The reference itself is rounded to f32 (half an ulp) and the
         // bound is first-order: allow 1.5x plus that half ulp.
@@ -431,6 +433,7 @@ fn nan_in_an_input_stays_in_its_row_and_unit() {
         let mut cs = Case::new(&mut rng, 5, 16, 17, false, true);
         cs.c_prev[2 * 17 + 3] = f32::NAN; // row 2, unit 3
         let out = run(&kern, &cs);
+        assert_eq!(out.c.len(), out.m.len());
         for (e, (&c, &m)) in out.c.iter().zip(&out.m).enumerate() {
             assert_eq!(
                 c.is_nan(),
