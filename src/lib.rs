@@ -87,7 +87,7 @@ pub use api::lstm::Lstm;
 pub use api::options::LstmOptions;
 pub use api::train::{Gradients, TrainReserve, Upstream};
 pub use api::workspace::Workspace;
-pub use lstm_kernels_simd::{available_isas, bounds, Isa};
+pub use lstm_kernels_simd::{available_isas, bounds, cpu_isas, isa_status, Isa, IsaStatus};
 pub use model::error::{Error, Result};
 pub use model::spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
 pub use model::state::{CellState, LstmState};

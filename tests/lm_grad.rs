@@ -475,7 +475,9 @@ fn padded_batches_cost_nothing_for_padding() {
     .unwrap();
     let (a, b) = (g.weights.to_tensorflow(), want.weights.to_tensorflow());
     for name in ["layers/0/kernel", "layers/0/bias"] {
-        for (p, q) in a.f32(name).unwrap().1.iter().zip(b.f32(name).unwrap().1) {
+        let (got, want) = (a.f32(name).unwrap(), b.f32(name).unwrap());
+        assert_eq!(got.0, want.0, "{name}: shapes");
+        for (p, q) in got.1.iter().zip(want.1) {
             // f32 against the f64 reference over 9 real steps: 1e-5 + 1e-4 relative, the
             // golden suite's default.
             assert!((p - q).abs() <= 1e-5 + 1e-4 * q.abs(), "{name}: {p} vs {q}");

@@ -59,8 +59,9 @@ impl Lstm {
     /// Packs `weights` for the given ISA and thread count.
     ///
     /// # Errors
-    /// [`Error::Config`] when the ISA is not available on this CPU, `threads` is 0, or
-    /// the thread pool cannot be created.
+    /// [`Error::Config`] when the ISA is not available (not in this build, not on this
+    /// CPU, or it failed its self-check: the message says which), `threads` is 0, or the
+    /// thread pool cannot be created.
     pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
         let mut lstm = Self::with_pool(
             weights,
@@ -87,7 +88,11 @@ impl Lstm {
     ) -> Result<Self> {
         let kernels = match isa {
             Some(isa) => Kernels::for_isa(isa).ok_or_else(|| {
-                Error::Config(format!("ISA `{}` is not available on this CPU", isa.name()))
+                Error::Config(format!(
+                    "ISA `{}` is not available: {}",
+                    isa.name(),
+                    isa.status()
+                ))
             })?,
             None => Kernels::try_detect().map_err(|e| Error::Config(e.to_string()))?,
         };

@@ -379,8 +379,12 @@ mod determinism {
     #[test]
     fn threads_do_not_change_the_bits() {
         let mut rng = SplitMix64::new(9);
-        // Under emulation (LSTM_KERNELS_SKIP_SLOW) the two largest shapes are left out.
+        // Under emulation (LSTM_KERNELS_SKIP_SLOW) the two largest shapes are left out,
+        // and say so.
         let skip = usize::from(std::env::var_os("LSTM_KERNELS_SKIP_SLOW").is_some()) * 2;
+        if skip > 0 {
+            eprintln!("SKIP threads_do_not_change_the_bits: {skip} largest shapes (LSTM_KERNELS_SKIP_SLOW)");
+        }
         for &(m, n, k) in &[
             (1600, 4096, 1024),
             (3260, 2048, 512),
