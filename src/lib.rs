@@ -93,7 +93,8 @@ pub use model::spec::{LayerSpec, LstmSpec, LstmSpecBuilder};
 pub use model::state::{CellState, LstmState};
 pub use model::tensors::{Tensor, TensorData, Tensors};
 pub use model::weights::{
-    CellParams, CellWeights, Convention, GateOrder, Layout, LstmWeights, Matrix, SplitMix64,
+    CellParams, CellWeights, Convention, GateOrder, Layout, LoadOptions, LstmWeights, Matrix,
+    SplitMix64,
 };
 
 /// The README's examples, compiled and run as doctests.

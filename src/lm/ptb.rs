@@ -36,20 +36,28 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// Every distinct word of `words`, sorted by descending count, then by word (byte
     /// order, which is Python's code-point order for UTF-8).
-    pub fn build<'a>(words: impl IntoIterator<Item = &'a str>) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::Config`] when there are more distinct words than `i32` ids (2^31).
+    pub fn build<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Self> {
         let mut counts: HashMap<&str, u64> = HashMap::new();
         for w in words {
             *counts.entry(w).or_default() += 1;
         }
         let mut pairs: Vec<(&str, u64)> = counts.into_iter().collect();
+        if i32::try_from(pairs.len()).is_err() {
+            return Err(Error::Config(format!(
+                "{} distinct words are more than i32 ids can number",
+                pairs.len()
+            )));
+        }
         pairs.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let words: Vec<String> = pairs.into_iter().map(|(w, _)| w.to_string()).collect();
-        let ids = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.clone(), i as i32))
+        let ids = (0..)
+            .zip(&words)
+            .map(|(i, w): (i32, _)| (w.clone(), i))
             .collect();
-        Vocabulary { words, ids }
+        Ok(Vocabulary { words, ids })
     }
 
     /// Number of words.
@@ -109,13 +117,40 @@ fn read_text(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// The ids of the words of `text` (the file `path`); words outside `vocab` are dropped,
+/// as TF's reader drops them.
+///
+/// # Errors
+/// [`Error::Format`] naming the file when none of its words but [`EOS`] is in the
+/// vocabulary: what is left, one `<eos>` per line, is no text.
+fn encode_split(vocab: &Vocabulary, path: &Path, text: &str) -> Result<Vec<i32>> {
+    let words = words(text);
+    let real = words.iter().filter(|&&w| w != EOS).count();
+    let known = words
+        .iter()
+        .filter(|&&w| w != EOS && vocab.id(w).is_some())
+        .count();
+    if known == 0 {
+        return Err(Error::Format(format!(
+            "{}: none of its {real} word{} is in the vocabulary of the training text",
+            path.display(),
+            if real == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(vocab.encode(words))
+}
+
 impl PtbData {
     /// Reads `ptb.train.txt`, `ptb.valid.txt` and `ptb.test.txt` from `dir` (TF's
-    /// `ptb_raw_data`).
+    /// `ptb_raw_data`). Words of the validation and test texts that the training text
+    /// does not have are dropped, as TF's reader drops them (the PTB files have none:
+    /// rare words are `<unk>` in all three).
     ///
     /// # Errors
     /// [`Error::Io`] naming the folder or file when it is missing or unreadable;
-    /// [`Error::Format`] naming the file when it is not UTF-8 text or has no words.
+    /// [`Error::Format`] naming the file when it is not UTF-8 text, has no words, or
+    /// (validation and test) has no word of the training vocabulary but `<eos>`;
+    /// [`Error::Config`] when the training text has more than 2^31 distinct words.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -130,13 +165,29 @@ impl PtbData {
         let valid = read_text(&file("ptb.valid.txt"))?;
         let test = read_text(&file("ptb.test.txt"))?;
         let train_words = words(&train);
-        let vocab = Vocabulary::build(train_words.iter().copied());
+        let vocab = Vocabulary::build(train_words.iter().copied())?;
         Ok(PtbData {
             train: vocab.encode(train_words),
-            valid: vocab.encode(words(&valid)),
-            test: vocab.encode(words(&test)),
+            valid: encode_split(&vocab, &file("ptb.valid.txt"), &valid)?,
+            test: encode_split(&vocab, &file("ptb.test.txt"), &test)?,
             vocab,
         })
+    }
+
+    /// Checks that every id fits a model of `vocab_size` words: that the vocabulary
+    /// built from the training text is no larger (the ids are `0..vocab.len()`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the vocabulary has more than `vocab_size` words.
+    pub fn check_vocab_size(&self, vocab_size: usize) -> Result<()> {
+        if self.vocab.len() > vocab_size {
+            return Err(Error::Config(format!(
+                "the training text has {} distinct words (with `{EOS}`), more than the \
+                 model's vocab_size of {vocab_size}",
+                self.vocab.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -206,6 +257,7 @@ impl<'a> Batches<'a> {
     /// When `i >= epoch_size` or a buffer is not `batch_size * num_steps` long.
     pub fn fill(&self, i: usize, inputs: &mut [i32], targets: &mut [i32]) {
         assert!(i < self.epoch_size, "window {i} of {}", self.epoch_size);
+        // No overflow: every index below is at most data.len() (see `new`).
         let (b, t) = (self.batch_size, self.num_steps);
         assert_eq!(inputs.len(), b * t);
         assert_eq!(targets.len(), b * t);
@@ -224,6 +276,7 @@ impl Iterator for Batches<'_> {
         if self.next >= self.epoch_size {
             return None;
         }
+        // No overflow: `new` made batch_size * num_steps <= data.len().
         let n = self.batch_size * self.num_steps;
         let mut batch = Batch {
             inputs: vec![0; n],
@@ -257,7 +310,7 @@ mod tests {
 
     #[test]
     fn vocabulary_sorts_by_count_then_word() {
-        let v = Vocabulary::build(["b", "a", "c", "b", "a", "z"]);
+        let v = Vocabulary::build(["b", "a", "c", "b", "a", "z"]).unwrap();
         assert_eq!(
             (0..4).map(|i| v.word(i).unwrap()).collect::<Vec<_>>(),
             ["a", "b", "c", "z"]

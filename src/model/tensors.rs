@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde_json::Value;
 
 use crate::model::error::{Error, Result};
 
@@ -56,9 +57,10 @@ impl Tensors {
     /// Inserts (or replaces) an `F32` tensor.
     ///
     /// # Errors
-    /// [`Error::Shape`] when `data.len()` is not the product of `shape`.
+    /// [`Error::Shape`] when `data.len()` is not the product of `shape`, or that product
+    /// overflows `usize`.
     pub fn insert_f32(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<()> {
-        let n: usize = shape.iter().product();
+        let n = element_count(name, shape)?;
         if n != data.len() {
             return Err(Error::shape(name, shape, &[data.len()]));
         }
@@ -75,9 +77,10 @@ impl Tensors {
     /// Inserts (or replaces) an `I32` tensor.
     ///
     /// # Errors
-    /// [`Error::Shape`] when `data.len()` is not the product of `shape`.
+    /// [`Error::Shape`] when `data.len()` is not the product of `shape`, or that product
+    /// overflows `usize`.
     pub fn insert_i32(&mut self, name: &str, shape: &[usize], data: Vec<i32>) -> Result<()> {
-        let n: usize = shape.iter().product();
+        let n = element_count(name, shape)?;
         if n != data.len() {
             return Err(Error::shape(name, shape, &[data.len()]));
         }
@@ -169,8 +172,9 @@ impl Tensors {
     /// Reads a `.safetensors` file.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read, [`Error::Format`] when it is not valid
-    /// safetensors (a truncated file, a bad header) or an `I64` value does not fit `I32`.
+    /// [`Error::Io`] naming the path when the file cannot be read; [`Error::Format`]
+    /// naming the path (and, for a bad header entry, the tensor) when it is not valid
+    /// safetensors (see [`Tensors::from_bytes`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes =
@@ -181,11 +185,24 @@ impl Tensors {
         })
     }
 
-    /// Parses the bytes of a `.safetensors` file.
+    /// Parses the bytes of a `.safetensors` file: an 8-byte little-endian header length,
+    /// a JSON header naming each tensor's `dtype`, `shape` and `data_offsets` (plus an
+    /// optional `__metadata__` map of strings), then the data.
+    ///
+    /// The header is checked before any data is read: every size is computed with checked
+    /// arithmetic, and the tensors' byte ranges must lie inside the data, match their
+    /// dtype and shape, and cover the data exactly, without overlap or gap.
     ///
     /// # Errors
-    /// As [`Tensors::load`], without the I/O.
+    /// [`Error::Format`] when the bytes are too short, the declared header length runs
+    /// past them (or past the format's 100 MB limit), the header is not UTF-8 or not a
+    /// JSON object, an entry lacks or mistypes a field or names an unknown dtype, a
+    /// shape's size overflows, a byte range disagrees with the dtype and shape or runs
+    /// past the data, two ranges overlap or leave a gap, or an `I64` value does not fit
+    /// `I32`. The message names the tensor when one entry is at fault.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        check_header(bytes)?;
+        // The header is sound; the safetensors crate parses it again and hands out views.
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::Format(format!("not a safetensors file: {e}")))?;
         let st = SafeTensors::deserialize(bytes)
@@ -253,6 +270,189 @@ impl Tensors {
         std::fs::write(path, self.to_bytes()?)
             .map_err(|e| Error::Io(format!("{}: {e}", path.display())))
     }
+}
+
+/// The number of elements of a tensor of `shape`.
+///
+/// # Errors
+/// [`Error::Shape`] naming `name` when the product overflows `usize`.
+fn element_count(name: &str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::Shape {
+            tensor: name.to_string(),
+            expected: format!("at most {} elements", usize::MAX),
+            actual: format!("{shape:?} (the element count overflows usize)"),
+        })
+}
+
+/// The largest header the safetensors format accepts (the `safetensors` crate's limit).
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// One tensor's entry in a safetensors header, checked against itself.
+struct Entry<'h> {
+    name: &'h str,
+    begin: u64,
+    end: u64,
+}
+
+/// Checks a safetensors file's framing and header and says, in terms of the tensor at
+/// fault, what is wrong with them.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    let bad = |msg: String| Err(Error::Format(msg));
+    let Some((len_bytes, rest)) = bytes.split_first_chunk::<8>() else {
+        return bad(format!(
+            "the file is {} bytes, too short for the 8-byte header length",
+            bytes.len()
+        ));
+    };
+    let declared = u64::from_le_bytes(*len_bytes);
+    if declared > rest.len() as u64 {
+        return bad(format!(
+            "the header length is {declared} bytes, but only {} bytes follow it",
+            rest.len()
+        ));
+    }
+    if declared > MAX_HEADER_LEN {
+        return bad(format!(
+            "the header length is {declared} bytes, more than the format's limit of \
+             {MAX_HEADER_LEN}"
+        ));
+    }
+    // Fits: at most rest.len().
+    let (header, data) = rest.split_at(declared as usize);
+    let header = std::str::from_utf8(header).map_err(|e| {
+        Error::Format(format!(
+            "the header is not UTF-8 (byte {} of the header)",
+            e.valid_up_to()
+        ))
+    })?;
+    let header: Value = serde_json::from_str(header)
+        .map_err(|e| Error::Format(format!("the header is not valid JSON: {e}")))?;
+    let Value::Object(header) = header else {
+        return bad("the header is not a JSON object".into());
+    };
+    let mut entries = Vec::with_capacity(header.len());
+    for (name, entry) in &header {
+        if name == "__metadata__" {
+            // A map of strings, or null as the safetensors crate allows.
+            let strings = entry.is_null()
+                || entry
+                    .as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string));
+            if !strings {
+                return bad(format!(
+                    "the header's `__metadata__` is not a map of strings: {entry}"
+                ));
+            }
+            continue;
+        }
+        entries.push(check_entry(name, entry, data.len() as u64)?);
+    }
+    // The ranges, in order, must tile the data: each starts where the previous ended.
+    entries.sort_by_key(|e| (e.begin, e.end));
+    let mut covered = 0u64;
+    let mut previous: Option<&Entry<'_>> = None;
+    for e in &entries {
+        if e.begin < covered {
+            let p = previous.expect("covered > 0 only after an entry");
+            return bad(format!(
+                "tensors `{}` [{}, {}] and `{}` [{}, {}] overlap",
+                p.name, p.begin, p.end, e.name, e.begin, e.end
+            ));
+        }
+        if e.begin > covered {
+            return bad(format!(
+                "bytes {covered}..{} of the data belong to no tensor (the next is `{}`)",
+                e.begin, e.name
+            ));
+        }
+        covered = e.end;
+        previous = Some(e);
+    }
+    if covered != data.len() as u64 {
+        return bad(format!(
+            "the data is {} bytes but the tensors cover {covered}",
+            data.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one tensor's header entry: its fields, that its size is countable and that
+/// its byte range holds exactly that many bytes inside the `data_len` bytes of data.
+fn check_entry<'h>(name: &'h str, entry: &Value, data_len: u64) -> Result<Entry<'h>> {
+    let bad = |msg: String| Err(Error::Format(format!("tensor `{name}`: {msg}")));
+    let Value::Object(entry) = entry else {
+        return bad(format!("the header entry is not an object: {entry}"));
+    };
+    let field = |key: &str| {
+        entry.get(key).ok_or_else(|| {
+            Error::Format(format!("tensor `{name}`: the header entry has no `{key}`"))
+        })
+    };
+    let dtype_name = field("dtype")?;
+    let Some(dtype_str) = dtype_name.as_str() else {
+        return bad(format!("`dtype` is not a string: {dtype_name}"));
+    };
+    let Ok(dtype) = serde_json::from_value::<Dtype>(dtype_name.clone()) else {
+        return bad(format!("unknown dtype `{dtype_str}`"));
+    };
+    let shape_value = field("shape")?;
+    let shape: Option<Vec<usize>> = shape_value.as_array().and_then(|dims| {
+        dims.iter()
+            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+            .collect()
+    });
+    let Some(shape) = shape else {
+        return bad(format!(
+            "`shape` is not a list of non-negative integers: {shape_value}"
+        ));
+    };
+    let offsets_value = field("data_offsets")?;
+    let offsets: Option<Vec<u64>> = offsets_value
+        .as_array()
+        .and_then(|o| o.iter().map(Value::as_u64).collect());
+    let Some(&[begin, end]) = offsets.as_deref() else {
+        return bad(format!(
+            "`data_offsets` is not two non-negative integers [begin, end]: {offsets_value}"
+        ));
+    };
+    let Some(bits) = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .and_then(|n| n.checked_mul(dtype.bitsize()))
+    else {
+        return bad(format!(
+            "dtype {dtype:?} and shape {shape:?} take more bytes than usize can count \
+             (overflow)"
+        ));
+    };
+    if bits % 8 != 0 {
+        return bad(format!(
+            "dtype {dtype:?} and shape {shape:?} take {bits} bits, not a whole number of bytes"
+        ));
+    }
+    let size = (bits / 8) as u64;
+    if end < begin {
+        return bad(format!(
+            "data_offsets [{begin}, {end}] end before they begin"
+        ));
+    }
+    if end > data_len {
+        return bad(format!(
+            "data_offsets [{begin}, {end}] run past the end of the data ({data_len} bytes)"
+        ));
+    }
+    if end - begin != size {
+        return bad(format!(
+            "dtype {dtype:?} and shape {shape:?} take {size} bytes, but data_offsets \
+             [{begin}, {end}] hold {}",
+            end - begin
+        ));
+    }
+    Ok(Entry { name, begin, end })
 }
 
 fn decode(name: &str, view: &TensorView<'_>) -> Result<TensorData> {

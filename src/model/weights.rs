@@ -61,7 +61,8 @@ pub struct CellParams<'a> {
     pub input: Matrix<'a>,
     /// Recurrent weights, `[R, 4H]` or `[4H, R]`.
     pub recurrent: Matrix<'a>,
-    /// Bias vectors of length `4H`, summed (PyTorch's `bias_ih + bias_hh`); may be empty.
+    /// Bias vectors of length `4H`, summed (PyTorch's `bias_ih + bias_hh`); empty for a
+    /// cell without bias (`nn.LSTM(bias=False)`, `LSTM(use_bias=False)`).
     pub biases: Vec<&'a [f32]>,
     /// Peephole weights `[w_i, w_f, w_o]`, each `[H]`; required iff the spec has peepholes.
     pub peepholes: Option<[&'a [f32]; 3]>,
@@ -130,16 +131,116 @@ pub struct LstmWeights {
     cells: Vec<CellWeights>,
 }
 
-/// Shape facts of cell `k`: (input width, recurrent width R, hidden H, projection P).
-fn cell_dims(spec: &LstmSpec, k: usize) -> (usize, usize, usize, Option<usize>) {
+/// What an import from named tensors ([`LstmWeights::from_tensors_with`]) accepts beyond
+/// the strict default.
+///
+/// The default is strict, as PyTorch's `load_state_dict(strict=True)`: every tensor the
+/// spec needs must be in the file, and a misspelt or forgotten one is an error naming it
+/// rather than a different model. Set a field to accept what a framework can legitimately
+/// leave out:
+///
+/// ```
+/// use lstm_kernels::{Convention, LoadOptions, LstmSpec, LstmWeights, Tensors};
+///
+/// // A PyTorch `nn.LSTM(3, 2, bias=False)` state dict: no bias_ih_l0, no bias_hh_l0.
+/// let mut t = Tensors::new();
+/// t.insert_f32("weight_ih_l0", &[8, 3], vec![0.1; 24])?;
+/// t.insert_f32("weight_hh_l0", &[8, 2], vec![0.2; 16])?;
+/// let spec = LstmSpec::builder(3, &[2]).forget_bias(0.0).build()?;
+/// assert!(LstmWeights::from_tensors(&spec, &t, Convention::PyTorch).is_err());
+/// let options = LoadOptions { allow_missing_bias: true, ..Default::default() };
+/// let w = LstmWeights::from_tensors_with(&spec, &t, Convention::PyTorch, options)?;
+/// assert!(w.cell(0).bias().iter().all(|&b| b == 0.0));
+/// # Ok::<(), lstm_kernels::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Accept a cell whose bias tensors are all absent, and give it a zero bias: a model
+    /// built without biases (PyTorch `nn.LSTM(bias=False)`, Keras `LSTM(use_bias=False)`,
+    /// an ONNX `LSTM` without its optional input `B`, a TensorFlow cell without `bias`).
+    /// Decided per cell from that cell's tensors: `layers/{k}/bias` (TensorFlow, Keras),
+    /// `bias_ih_*` and `bias_hh_*` (PyTorch), `layers/{l}/B` (ONNX, both directions). A
+    /// PyTorch cell with one of its two biases but not the other is an error either way:
+    /// no framework writes that.
+    ///
+    /// Default `false`: an absent bias is [`Error::MissingTensor`] naming it.
+    pub allow_missing_bias: bool,
+}
+
+/// Shape facts of one cell, each product of them that an import or export takes known to
+/// fit `usize`.
+#[derive(Debug, Clone, Copy)]
+struct CellDims {
+    /// Input width.
+    inp: usize,
+    /// Recurrent width `R` (`P` when the layer projects, else `H`).
+    r: usize,
+    /// Hidden units `H`.
+    h: usize,
+    /// Projection width `P`.
+    p: Option<usize>,
+    /// `4H`, the width of a gate matrix.
+    g: usize,
+}
+
+/// `value`, or [`Error::Config`] saying that `what` overflows `usize`.
+fn fits(value: Option<usize>, what: impl FnOnce() -> String) -> Result<usize> {
+    value.ok_or_else(|| Error::Config(format!("{} overflows usize", what())))
+}
+
+/// Shape facts of cell `k`, with `4H`, `(in + R) * 4H` (TensorFlow's kernel, which holds
+/// both gate matrices) and `H * P` checked.
+///
+/// # Errors
+/// [`Error::Config`] when one of them overflows `usize` (a spec whose weights could not
+/// be held in memory anyway).
+fn cell_dims(spec: &LstmSpec, k: usize) -> Result<CellDims> {
     let l = spec.cell_layer(k);
     let layer = spec.layers()[l];
-    (
+    let (inp, r, h, p) = (
         spec.layer_input_size(l),
         layer.output_size(),
         layer.hidden_size,
         layer.proj_size,
-    )
+    );
+    let g = fits(h.checked_mul(4), || {
+        format!("cell {k}: 4 * hidden_size (4 * {h})")
+    })?;
+    fits(
+        inp.checked_add(r).and_then(|rows| rows.checked_mul(g)),
+        || format!("cell {k}: the weights' size (input {inp} + recurrent {r}) * 4H ({g})"),
+    )?;
+    if let Some(p) = p {
+        fits(h.checked_mul(p), || {
+            format!("cell {k}: the projection's size {h} * {p}")
+        })?;
+    }
+    Ok(CellDims { inp, r, h, p, g })
+}
+
+/// [`Error::Config`] when `t` holds `name`, a tensor of a model other than `spec`'s
+/// (`why` says how it differs): loading the rest would silently drop it.
+fn refuse_unused(t: &Tensors, name: &str, why: &str) -> Result<()> {
+    if t.contains(name) {
+        return Err(Error::Config(format!(
+            "tensor `{name}` is in the file but {why}: the file holds another model"
+        )));
+    }
+    Ok(())
+}
+
+/// The bias tensors `names` (of shape `shape`) of one cell: every one of them, or none
+/// when all are absent and `options` allows it.
+fn cell_biases<'t>(
+    t: &'t Tensors,
+    names: &[String],
+    shape: &[usize],
+    options: LoadOptions,
+) -> Result<Vec<&'t [f32]>> {
+    if options.allow_missing_bias && names.iter().all(|n| !t.contains(n)) {
+        return Ok(Vec::new());
+    }
+    names.iter().map(|n| t.f32_shaped(n, shape)).collect()
 }
 
 /// Copies an external gate matrix into the canonical `[rows, 4H]` i, j, f, o layout.
@@ -150,20 +251,21 @@ fn import_gates(
     rows: usize,
     h: usize,
 ) -> Result<Vec<f32>> {
-    let n = 4 * h;
-    if m.data.len() != rows * n {
+    let n = fits(h.checked_mul(4), || format!("{name}: 4 * {h}"))?;
+    let len = fits(rows.checked_mul(n), || format!("{name}: {rows} * {n}"))?;
+    if m.data.len() != len {
         let expected = match m.layout {
             Layout::InputMajor => [rows, n],
             Layout::OutputMajor => [n, rows],
         };
         return Err(Error::Shape {
             tensor: name.to_string(),
-            expected: format!("{expected:?} ({} elements)", rows * n),
+            expected: format!("{expected:?} ({len} elements)"),
             actual: format!("{} elements", m.data.len()),
         });
     }
     let blocks = order.blocks();
-    let mut out = vec![0.0; rows * n];
+    let mut out = vec![0.0; len];
     for r in 0..rows {
         for (g, &src_block) in blocks.iter().enumerate() {
             for u in 0..h {
@@ -256,12 +358,19 @@ impl SplitMix64 {
 
 impl LstmWeights {
     /// All-zero weights for `spec`.
+    ///
+    /// # Panics
+    /// When a cell of `spec` has more weights than `usize` can count (which no memory
+    /// could hold).
     pub fn zeros(spec: &LstmSpec) -> Self {
         Self::filled(spec, |n| vec![0.0; n])
     }
 
     /// Weights uniform in `[-scale, scale]` from a seed (like TF's
     /// `random_uniform_initializer(-init_scale, init_scale)`), deterministic.
+    ///
+    /// # Panics
+    /// As [`LstmWeights::zeros`].
     pub fn random_uniform(spec: &LstmSpec, scale: f32, seed: u64) -> Self {
         let mut rng = SplitMix64::new(seed);
         Self::filled(spec, |n| rng.uniform_vec(n, -scale, scale))
@@ -270,13 +379,16 @@ impl LstmWeights {
     fn filled(spec: &LstmSpec, mut fill: impl FnMut(usize) -> Vec<f32>) -> Self {
         let cells = (0..spec.num_cells())
             .map(|k| {
-                let (inp, r, h, p) = cell_dims(spec, k);
+                // Checked: wrapping sizes would make weights of the wrong size.
+                let d = cell_dims(spec, k).unwrap_or_else(|e| panic!("{e}"));
                 CellWeights {
-                    input_weights: fill(inp * 4 * h),
-                    recurrent_weights: fill(r * 4 * h),
-                    bias: fill(4 * h),
-                    peepholes: spec.use_peepholes().then(|| [fill(h), fill(h), fill(h)]),
-                    projection: p.map(|p| fill(h * p)),
+                    input_weights: fill(d.inp * d.g),
+                    recurrent_weights: fill(d.r * d.g),
+                    bias: fill(d.g),
+                    peepholes: spec
+                        .use_peepholes()
+                        .then(|| [fill(d.h), fill(d.h), fill(d.h)]),
+                    projection: d.p.map(|p| fill(d.h * p)),
                 }
             })
             .collect();
@@ -415,25 +527,29 @@ impl LstmWeights {
     /// Builds the weights from borrowed slices in any supported gate order and layout,
     /// one [`CellParams`] per cell.
     ///
+    /// An empty [`CellParams::biases`] is a cell without bias (the caller said so; no
+    /// tensor is looked up here).
+    ///
     /// # Errors
     /// [`Error::Shape`] when the number of cells or any matrix or vector does not match
     /// the spec; [`Error::MissingTensor`] when peepholes or a projection the spec asks for
-    /// are absent, [`Error::Config`] when ones it does not ask for are given.
+    /// are absent, [`Error::Config`] when ones it does not ask for are given or when the
+    /// spec's sizes overflow `usize`.
     pub fn from_cells(spec: &LstmSpec, cells: &[CellParams<'_>]) -> Result<Self> {
         if cells.len() != spec.num_cells() {
             return Err(Error::shape("cells", &[spec.num_cells()], &[cells.len()]));
         }
         let mut out = Vec::with_capacity(cells.len());
         for (k, c) in cells.iter().enumerate() {
-            let (inp, r, h, p) = cell_dims(spec, k);
+            let CellDims { inp, r, h, p, g } = cell_dims(spec, k)?;
             let name = |what: &str| format!("cell {k} {what}");
             let input_weights =
                 import_gates(&name("input weights"), c.input, c.gate_order, inp, h)?;
             let recurrent_weights =
                 import_gates(&name("recurrent weights"), c.recurrent, c.gate_order, r, h)?;
-            let mut bias = vec![0.0; 4 * h];
+            let mut bias = vec![0.0; g];
             for (i, b) in c.biases.iter().enumerate() {
-                check_len(&name(&format!("bias {i}")), b, 4 * h)?;
+                check_len(&name(&format!("bias {i}")), b, g)?;
                 let b = reorder_vector(b, c.gate_order, GateOrder::Ijfo, h);
                 bias.iter_mut().zip(b).for_each(|(a, b)| *a += b);
             }
@@ -456,6 +572,7 @@ impl LstmWeights {
             let projection = match (p, c.projection) {
                 (Some(p), Some(m)) => {
                     let label = name("projection");
+                    // h * p fits: cell_dims checked it.
                     if m.data.len() != h * p {
                         let expected = match m.layout {
                             Layout::InputMajor => [h, p],
@@ -495,26 +612,53 @@ impl LstmWeights {
         })
     }
 
-    /// Imports from named tensors in `convention` (see [`Convention`] for the names).
+    /// Imports from named tensors in `convention` (see [`Convention`] for the names),
+    /// strictly: [`LstmWeights::from_tensors_with`] with the default [`LoadOptions`], so
+    /// every tensor the spec needs, biases included, must be present.
     ///
     /// # Errors
-    /// [`Error::MissingTensor`], [`Error::Dtype`] or [`Error::Shape`] naming the tensor;
-    /// [`Error::Config`] when the convention cannot express the spec (Keras and ONNX have
-    /// no projection, Keras no peepholes).
+    /// As [`LstmWeights::from_tensors_with`].
     pub fn from_tensors(
         spec: &LstmSpec,
         tensors: &Tensors,
         convention: Convention,
     ) -> Result<Self> {
+        Self::from_tensors_with(spec, tensors, convention, LoadOptions::default())
+    }
+
+    /// Imports from named tensors in `convention` (see [`Convention`] for the names),
+    /// accepting what `options` allows to be absent (a bias-free model).
+    ///
+    /// Tensors that none of the spec's weights use are left alone (a file may hold inputs
+    /// and expected outputs too), except those of a larger model: a layer or cell past the
+    /// spec's last, the reverse direction of a unidirectional spec, peepholes or a
+    /// projection the spec does not have. Those are an error, since loading the rest
+    /// would run a model other than the file's.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`] naming a tensor the spec needs that is absent (a bias only
+    /// when `options` does not allow it, or when a PyTorch cell has one of its two);
+    /// [`Error::Dtype`] or [`Error::Shape`] naming a tensor that is not `F32` of the
+    /// shape the spec asks for; [`Error::Config`] when the convention cannot express the
+    /// spec (Keras and ONNX have no projection, Keras and PyTorch no peepholes), when the
+    /// file holds a tensor of a larger model (see above), or when the spec's sizes
+    /// overflow `usize`.
+    pub fn from_tensors_with(
+        spec: &LstmSpec,
+        tensors: &Tensors,
+        convention: Convention,
+        options: LoadOptions,
+    ) -> Result<Self> {
         match convention {
-            Convention::TensorFlow => Self::from_tensorflow(spec, tensors),
-            Convention::PyTorch => Self::from_pytorch(spec, tensors),
-            Convention::Keras => Self::from_keras(spec, tensors),
-            Convention::Onnx => Self::from_onnx(spec, tensors),
+            Convention::TensorFlow => Self::from_tensorflow(spec, tensors, options),
+            Convention::PyTorch => Self::from_pytorch(spec, tensors, options),
+            Convention::Keras => Self::from_keras(spec, tensors, options),
+            Convention::Onnx => Self::from_onnx(spec, tensors, options),
         }
     }
 
-    /// Reads a `.safetensors` file of weights in `convention`.
+    /// Reads a `.safetensors` file of weights in `convention`, strictly (see
+    /// [`LstmWeights::from_tensors`]).
     ///
     /// # Errors
     /// As [`Tensors::load`] and [`LstmWeights::from_tensors`].
@@ -523,41 +667,89 @@ impl LstmWeights {
         path: impl AsRef<std::path::Path>,
         convention: Convention,
     ) -> Result<Self> {
-        Self::from_tensors(spec, &Tensors::load(path)?, convention)
+        Self::load_safetensors_with(spec, path, convention, LoadOptions::default())
     }
 
-    fn from_tensorflow(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+    /// Reads a `.safetensors` file of weights in `convention`, accepting what `options`
+    /// allows to be absent (see [`LstmWeights::from_tensors_with`]).
+    ///
+    /// # Errors
+    /// As [`Tensors::load`] and [`LstmWeights::from_tensors_with`].
+    pub fn load_safetensors_with(
+        spec: &LstmSpec,
+        path: impl AsRef<std::path::Path>,
+        convention: Convention,
+        options: LoadOptions,
+    ) -> Result<Self> {
+        Self::from_tensors_with(spec, &Tensors::load(path)?, convention, options)
+    }
+
+    /// The TensorFlow and Keras names of cell `k`'s tensors, `layers/{k}/{what}`.
+    fn cell_name(k: usize, what: &str) -> String {
+        format!("layers/{k}/{what}")
+    }
+
+    /// The error for a file with a cell (TensorFlow, Keras) past the spec's last.
+    fn refuse_cells_past_the_spec(spec: &LstmSpec, t: &Tensors) -> Result<()> {
+        let n = spec.num_cells();
+        refuse_unused(
+            t,
+            &Self::cell_name(n, "kernel"),
+            &format!("the spec has {n} cells (layers x directions)"),
+        )
+    }
+
+    fn from_tensorflow(spec: &LstmSpec, t: &Tensors, options: LoadOptions) -> Result<Self> {
+        Self::refuse_cells_past_the_spec(spec, t)?;
         let mut kernels = Vec::new();
         for k in 0..spec.num_cells() {
-            let (inp, r, h, p) = cell_dims(spec, k);
-            let kernel = t.f32_shaped(&format!("layers/{k}/kernel"), &[inp + r, 4 * h])?;
-            let bias = t.f32_shaped(&format!("layers/{k}/bias"), &[4 * h])?;
+            let d = cell_dims(spec, k)?;
+            let name = |what: &str| Self::cell_name(k, what);
+            // inp + r fits: cell_dims checked (inp + r) * 4H.
+            let kernel = t.f32_shaped(&name("kernel"), &[d.inp + d.r, d.g])?;
+            let biases = cell_biases(t, &[name("bias")], &[d.g], options)?;
             let peepholes = if spec.use_peepholes() {
-                let get = |g: &str| t.f32_shaped(&format!("layers/{k}/w_{g}_diag"), &[h]);
+                let get = |g: &str| t.f32_shaped(&name(&format!("w_{g}_diag")), &[d.h]);
                 Some([get("i")?, get("f")?, get("o")?])
             } else {
+                for g in ["i", "f", "o"] {
+                    refuse_unused(
+                        t,
+                        &name(&format!("w_{g}_diag")),
+                        "the spec has no peepholes",
+                    )?;
+                }
                 None
             };
-            let projection = p
-                .map(|p| t.f32_shaped(&format!("layers/{k}/projection"), &[h, p]))
-                .transpose()?;
-            kernels.push((kernel, inp, bias, peepholes, projection));
+            let projection = match d.p {
+                Some(p) => Some(t.f32_shaped(&name("projection"), &[d.h, p])?),
+                None => {
+                    refuse_unused(
+                        t,
+                        &name("projection"),
+                        &format!("layer {} of the spec has no projection", spec.cell_layer(k)),
+                    )?;
+                    None
+                }
+            };
+            kernels.push((kernel, d, biases, peepholes, projection));
         }
         let cells: Vec<CellParams<'_>> = kernels
-            .iter()
-            .map(|&(kernel, inp, bias, peepholes, projection)| {
-                let cols = bias.len();
+            .into_iter()
+            .map(|(kernel, d, biases, peepholes, projection)| {
+                // The kernel is [inp + r, 4H]: its first inp rows are the input weights.
+                let split = d.inp * d.g;
                 CellParams {
                     gate_order: GateOrder::Ijfo,
                     input: Matrix {
-                        data: &kernel[..inp * cols],
+                        data: &kernel[..split],
                         layout: Layout::InputMajor,
                     },
                     recurrent: Matrix {
-                        data: &kernel[inp * cols..],
+                        data: &kernel[split..],
                         layout: Layout::InputMajor,
                     },
-                    biases: vec![bias],
+                    biases,
                     peepholes,
                     projection: projection.map(|data| Matrix {
                         data,
@@ -578,28 +770,51 @@ impl LstmWeights {
         }
     }
 
-    fn from_pytorch(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+    fn from_pytorch(spec: &LstmSpec, t: &Tensors, options: LoadOptions) -> Result<Self> {
         if spec.use_peepholes() {
             return Err(Error::Config(
                 "the PyTorch convention has no peepholes".into(),
             ));
         }
+        let layers = spec.num_layers();
+        refuse_unused(
+            t,
+            &format!("weight_ih_l{layers}"),
+            &format!("the spec has {layers} layers"),
+        )?;
+        if !spec.bidirectional() {
+            for l in 0..layers {
+                refuse_unused(
+                    t,
+                    &format!("weight_ih_l{l}_reverse"),
+                    "the spec is unidirectional",
+                )?;
+            }
+        }
         let mut cells = Vec::new();
         for k in 0..spec.num_cells() {
-            let (inp, r, h, p) = cell_dims(spec, k);
+            let d = cell_dims(spec, k)?;
             let s = Self::pytorch_suffix(spec, k);
-            let w_ih = t.f32_shaped(&format!("weight_ih_{s}"), &[4 * h, inp])?;
-            let w_hh = t.f32_shaped(&format!("weight_hh_{s}"), &[4 * h, r])?;
-            let mut biases = Vec::new();
-            for name in [format!("bias_ih_{s}"), format!("bias_hh_{s}")] {
-                // nn.LSTM(bias=False) has neither bias.
-                if t.contains(&name) {
-                    biases.push(t.f32_shaped(&name, &[4 * h])?);
+            let w_ih = t.f32_shaped(&format!("weight_ih_{s}"), &[d.g, d.inp])?;
+            let w_hh = t.f32_shaped(&format!("weight_hh_{s}"), &[d.g, d.r])?;
+            // nn.LSTM(bias=False) has neither bias; every other nn.LSTM has both.
+            let biases = cell_biases(
+                t,
+                &[format!("bias_ih_{s}"), format!("bias_hh_{s}")],
+                &[d.g],
+                options,
+            )?;
+            let projection = match d.p {
+                Some(p) => Some(t.f32_shaped(&format!("weight_hr_{s}"), &[p, d.h])?),
+                None => {
+                    refuse_unused(
+                        t,
+                        &format!("weight_hr_{s}"),
+                        &format!("layer {} of the spec has no projection", spec.cell_layer(k)),
+                    )?;
+                    None
                 }
-            }
-            let projection = p
-                .map(|p| t.f32_shaped(&format!("weight_hr_{s}"), &[p, h]))
-                .transpose()?;
+            };
             cells.push(CellParams {
                 gate_order: GateOrder::Ifgo,
                 input: Matrix {
@@ -621,23 +836,21 @@ impl LstmWeights {
         Self::from_cells(spec, &cells)
     }
 
-    fn from_keras(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+    fn from_keras(spec: &LstmSpec, t: &Tensors, options: LoadOptions) -> Result<Self> {
         if spec.use_peepholes() || spec.layers().iter().any(|l| l.proj_size.is_some()) {
             return Err(Error::Config(
                 "the Keras convention has no peepholes and no projection".into(),
             ));
         }
+        Self::refuse_cells_past_the_spec(spec, t)?;
         let mut cells = Vec::new();
         for k in 0..spec.num_cells() {
-            let (inp, r, h, _) = cell_dims(spec, k);
-            let kernel = t.f32_shaped(&format!("layers/{k}/kernel"), &[inp, 4 * h])?;
-            let rec = t.f32_shaped(&format!("layers/{k}/recurrent_kernel"), &[r, 4 * h])?;
-            let bias_name = format!("layers/{k}/bias");
-            let biases = if t.contains(&bias_name) {
-                vec![t.f32_shaped(&bias_name, &[4 * h])?]
-            } else {
-                vec![]
-            };
+            let d = cell_dims(spec, k)?;
+            let name = |what: &str| Self::cell_name(k, what);
+            let kernel = t.f32_shaped(&name("kernel"), &[d.inp, d.g])?;
+            let rec = t.f32_shaped(&name("recurrent_kernel"), &[d.r, d.g])?;
+            // LSTM(use_bias=False) has no bias.
+            let biases = cell_biases(t, &[name("bias")], &[d.g], options)?;
             cells.push(CellParams {
                 gate_order: GateOrder::Ifgo,
                 input: Matrix {
@@ -656,48 +869,57 @@ impl LstmWeights {
         Self::from_cells(spec, &cells)
     }
 
-    fn from_onnx(spec: &LstmSpec, t: &Tensors) -> Result<Self> {
+    fn from_onnx(spec: &LstmSpec, t: &Tensors, options: LoadOptions) -> Result<Self> {
         if spec.layers().iter().any(|l| l.proj_size.is_some()) {
             return Err(Error::Config("the ONNX LSTM has no projection".into()));
         }
-        let d = spec.num_directions();
+        let layers = spec.num_layers();
+        refuse_unused(
+            t,
+            &format!("layers/{layers}/W"),
+            &format!("the spec has {layers} layers"),
+        )?;
+        let nd = spec.num_directions();
         // Peepholes in ONNX order i, o, f, reordered below to the crate's w_i, w_f, w_o.
         let mut per_cell = Vec::new();
-        for l in 0..spec.num_layers() {
-            let h = spec.layers()[l].hidden_size;
-            let inp = spec.layer_input_size(l);
-            let w = t.f32_shaped(&format!("layers/{l}/W"), &[d, 4 * h, inp])?;
-            let r = t.f32_shaped(&format!("layers/{l}/R"), &[d, 4 * h, h])?;
-            let b_name = format!("layers/{l}/B");
-            let b = if t.contains(&b_name) {
-                Some(t.f32_shaped(&b_name, &[d, 8 * h])?)
-            } else {
-                None
-            };
+        for l in 0..layers {
+            // The cells of a layer have the same sizes: those of its first.
+            let d = cell_dims(spec, l * nd)?;
+            let (h, inp) = (d.h, d.inp);
+            // The per-direction sizes fit (cell_dims checked (inp + h) * 4H); the
+            // 8H and 3H of B and P are at most 2 * 4H.
+            let (w_len, r_len) = (d.g * inp, d.g * h);
+            let b_len = fits(d.g.checked_mul(2), || format!("layer {l}: 8 * {h}"))?;
+            let p_len = 3 * h;
+            let w = t.f32_shaped(&format!("layers/{l}/W"), &[nd, d.g, inp])?;
+            let r = t.f32_shaped(&format!("layers/{l}/R"), &[nd, d.g, h])?;
+            let b = cell_biases(t, &[format!("layers/{l}/B")], &[nd, b_len], options)?;
             let p = if spec.use_peepholes() {
-                Some(t.f32_shaped(&format!("layers/{l}/P"), &[d, 3 * h])?)
+                Some(t.f32_shaped(&format!("layers/{l}/P"), &[nd, p_len])?)
             } else {
+                refuse_unused(t, &format!("layers/{l}/P"), "the spec has no peepholes")?;
                 None
             };
-            for dir in 0..d {
+            for dir in 0..nd {
                 let biases = b
+                    .first()
                     .map(|b| {
-                        let b = &b[dir * 8 * h..(dir + 1) * 8 * h];
-                        vec![&b[..4 * h], &b[4 * h..]]
+                        let b = &b[dir * b_len..(dir + 1) * b_len];
+                        vec![&b[..d.g], &b[d.g..]]
                     })
                     .unwrap_or_default();
                 let peepholes = p.map(|p| {
-                    let p = &p[dir * 3 * h..(dir + 1) * 3 * h];
+                    let p = &p[dir * p_len..(dir + 1) * p_len];
                     [&p[..h], &p[2 * h..], &p[h..2 * h]]
                 });
                 per_cell.push(CellParams {
                     gate_order: GateOrder::Iofc,
                     input: Matrix {
-                        data: &w[dir * 4 * h * inp..(dir + 1) * 4 * h * inp],
+                        data: &w[dir * w_len..(dir + 1) * w_len],
                         layout: Layout::OutputMajor,
                     },
                     recurrent: Matrix {
-                        data: &r[dir * 4 * h * h..(dir + 1) * 4 * h * h],
+                        data: &r[dir * r_len..(dir + 1) * r_len],
                         layout: Layout::OutputMajor,
                     },
                     biases,
@@ -713,7 +935,9 @@ impl LstmWeights {
     pub fn to_tensorflow(&self) -> Tensors {
         let mut t = Tensors::new();
         for (k, c) in self.cells.iter().enumerate() {
-            let (inp, r, h, p) = cell_dims(&self.spec, k);
+            // The weights exist, so their sizes fit: cell_dims cannot fail here.
+            let CellDims { inp, r, h, p, .. } =
+                cell_dims(&self.spec, k).expect("existing weights' sizes fit usize");
             let mut kernel = c.input_weights.clone();
             kernel.extend_from_slice(&c.recurrent_weights);
             let put = |t: &mut Tensors, name: String, shape: &[usize], v: Vec<f32>| {
@@ -774,7 +998,7 @@ impl LstmWeights {
         }
         let mut t = Tensors::new();
         for (k, c) in self.cells.iter().enumerate() {
-            let (inp, r, h, p) = cell_dims(&self.spec, k);
+            let CellDims { inp, r, h, p, .. } = cell_dims(&self.spec, k)?;
             let s = Self::pytorch_suffix(&self.spec, k);
             let put = |t: &mut Tensors, name: String, shape: &[usize], v: Vec<f32>| {
                 t.insert_f32(&name, shape, v)
