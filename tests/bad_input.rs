@@ -346,3 +346,30 @@ fn backward_refuses_a_reserve_of_another_spec() {
         .unwrap_err();
     assert!(e.to_string().contains("spec"), "{e}");
 }
+
+/// A batch whose every sequence has length 0 has no token; backward used to panic on the
+/// empty transpose ("chunk_size must not be zero"). The final-state gradient passes
+/// straight through to the initial state's.
+#[test]
+fn backward_over_a_batch_of_empty_sequences() {
+    let spec = LstmSpec::builder(3, &[4]).build().unwrap();
+    let lstm = Lstm::new(LstmWeights::random_uniform(&spec, 0.1, 4)).unwrap();
+    let x = vec![0.5_f32; 2 * 3 * 3];
+    let lengths = [0, 0];
+    let input = ForwardInput::new(&x, 2, 3).sequence_length(&lengths);
+    let mut ws = Workspace::new(&spec, 2, 3);
+    let mut reserve = lstm.reserve(2, 3);
+    lstm.forward_training(&input, &mut ws, &mut reserve)
+        .unwrap();
+    let mut fin = LstmState::zeros(&spec, 2);
+    fin.cells[0].h = vec![0.25; 8];
+    let up = lstm_kernels::Upstream {
+        output: None,
+        final_state: Some(&fin),
+    };
+    let mut g = lstm_kernels::Gradients::zeros(&spec, 2, 3);
+    lstm.backward(&input, &reserve, &up, &mut ws, &mut g)
+        .unwrap();
+    assert_eq!(g.initial_state.cells[0].h, fin.cells[0].h);
+    assert!(g.input.iter().all(|&v| v == 0.0));
+}

@@ -170,7 +170,8 @@ pub(crate) fn backward(
             let at = &mut bb.at[..rows * total];
             let dz = &bb.dz[..total * gw];
             ctx.install(|| {
-                at.par_chunks_mut(AT_ROWS * total)
+                // A batch whose every length is 0 has no token: no chunk to fill.
+                at.par_chunks_mut((AT_ROWS * total).max(1))
                     .enumerate()
                     .for_each(|(i, chunk)| operand.fill(i * AT_ROWS, chunk));
             });
