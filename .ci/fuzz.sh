@@ -17,8 +17,8 @@ fixed_seed=1
 date_seed="$(date -u +%Y%m%d)"
 
 echo "== cargo build --release -p lstm-kernels-fuzz"
-cargo build --release --manifest-path fuzz/Cargo.toml --bin fuzz
-target_dir="${CARGO_TARGET_DIR:-fuzz/target}"
+cargo build --release -p lstm-kernels-fuzz --bin fuzz
+target_dir="${CARGO_TARGET_DIR:-target}"
 fuzz="$target_dir/release/fuzz"
 if [ ! -x "$fuzz" ]; then
   echo "fuzz.sh: no driver at $fuzz" >&2

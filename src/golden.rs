@@ -572,6 +572,7 @@ impl GoldenCase {
                 } else {
                     (d0, d1)
                 };
+                at_least_one_token("input", b, t, shape)?;
                 (data.to_vec(), b, t, None)
             }
             Kind::LanguageModel => {
@@ -991,6 +992,7 @@ impl<'a> LanguageModelTensors<'a> {
                 actual: format!("{shape:?}"),
             });
         };
+        at_least_one_token("input_ids", batch, steps, shape)?;
         let targets = {
             let (s, v) = t.i32("targets")?;
             if s != [batch, steps] {
@@ -1251,4 +1253,19 @@ impl fmt::Display for Summary {
             self.passed, self.failed, self.skipped
         )
     }
+}
+
+/// A case's input has `B >= 1` sequences of `T >= 1` steps, as every pass requires;
+/// checked before anything is sized from `B` or `T`, since a tensor with a zero
+/// dimension holds no element and so bounds neither (a file could declare `[2^31, 0]`
+/// and have the checker size a state for 2^31 sequences).
+fn at_least_one_token(tensor: &str, batch: usize, steps: usize, shape: &[usize]) -> Result<()> {
+    if batch == 0 || steps == 0 {
+        return Err(Error::Shape {
+            tensor: tensor.into(),
+            expected: "B >= 1 sequences of T >= 1 steps".into(),
+            actual: format!("{shape:?}"),
+        });
+    }
+    Ok(())
 }

@@ -26,11 +26,20 @@
 //!   expected and the actual shape (or the field), never a panic, a silent truncation or
 //!   an out-of-bounds access. Sizes are multiplied with checked arithmetic: a spec, a
 //!   batch or a file whose buffers would not fit in memory (their byte counts overflow
-//!   `isize`) is an error too. The constructors that only size buffers ahead
-//!   ([`Workspace::new`], [`Lstm::reserve`], [`Gradients::zeros`]) take their sizes as a
-//!   hint and never fail; the pass that uses them checks its own. `LstmState::zeros` and
-//!   the language model's workspaces, which a caller sizes on purpose, panic (documented)
-//!   when `batch` times a width overflows `usize`, as `vec!` would.
+//!   `isize`) is an error too.
+//! - **Memory.** Sizes that fit can still ask for more memory than the machine has. The
+//!   buffers a pass sizes from its batch and lengths (outputs, state, scratch, the
+//!   training reserve, gradients) and the packed weights are allocated fallibly: a
+//!   refusal is [`Error::OutOfMemory`] naming the buffer, nothing has run, and the
+//!   workspace and reserve stay usable (with no state to carry and no pass to
+//!   differentiate). The constructors that only size buffers ahead ([`Workspace::new`],
+//!   [`Lstm::reserve`], [`Gradients::zeros`]) take their sizes as a hint and never fail:
+//!   a hint that cannot exist or be allocated leaves them empty, and the pass that uses
+//!   them checks its own. [`LstmState::try_zeros`] is the fallible state constructor;
+//!   `LstmState::zeros` and the language model's workspaces, which a caller sizes on
+//!   purpose, panic (documented) when `batch` times a width overflows `usize`, as `vec!`
+//!   would. The f64 oracle [`reference::gradients`] allocates as `Vec` does (an oracle
+//!   for test-sized problems).
 //! - **Non-finite values.** A NaN or an infinity in a sequence's input or initial state
 //!   poisons only that sequence: every other sequence's outputs, final state and input
 //!   gradient are the bits they are without it, outputs past each length stay `+0.0`,

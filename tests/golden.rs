@@ -395,3 +395,39 @@ fn a_mis_shaped_expected_tensor_fails() {
         }
     }
 }
+
+/// A file whose input has a zero dimension holds no element, so its other dimension is
+/// bounded by nothing: `[2^31 - 1, 0]` must be refused as a shape before the checker sizes
+/// a workspace or a state for 2^31 sequences (which the machine may grant by overcommit
+/// and then fail to touch).
+#[test]
+fn an_input_with_no_token_is_refused_before_anything_is_sized() {
+    let huge = i32::MAX as usize;
+    let lm = load("lm/lm_small.safetensors");
+    let mut t = lm.tensors.clone();
+    t.insert_i32("input_ids", &[huge, 0], vec![]).unwrap();
+    t.insert_i32("targets", &[huge, 0], vec![]).unwrap();
+    let case = GoldenCase::from_tensors("no_token_lm".into(), t).unwrap();
+    refused(&case.check(), "`input_ids`");
+
+    let tf = load("tf/basic_h10.safetensors");
+    let mut t = tf.tensors.clone();
+    let i = t.f32("input").unwrap().0[2];
+    t.insert_f32("input", &[huge, 0, i], vec![]).unwrap();
+    let case = GoldenCase::from_tensors("no_token".into(), t).unwrap();
+    refused(&case.check(), "`input`");
+}
+
+/// The first part is an error naming `tensor`; the parts after it did not run.
+fn refused(reports: &[PartReport], tensor: &str) {
+    match reports.first().map(|r| &r.outcome) {
+        Some(Outcome::Error(e)) => assert!(e.contains(tensor) && e.contains("T >= 1"), "{e}"),
+        other => panic!("expected an error naming {tensor}, got {other:?}"),
+    }
+    for r in &reports[1..] {
+        assert!(
+            matches!(&r.outcome, Outcome::Error(_) | Outcome::Skip(_)),
+            "{r}"
+        );
+    }
+}

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
 
+pub mod alloc_cap;
 pub mod mutate;
 pub mod rng;
 pub mod st;

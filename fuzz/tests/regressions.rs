@@ -1,11 +1,18 @@
 //! Every input kept under `fuzz/regressions/<target>/` is run through its target and
-//! must not panic. Inputs that still crash the library (found by the fuzzer, waiting for
-//! a fix) are kept under `fuzz/regressions-pending/<target>/` instead, which this test
-//! does not run; they move here when the fix lands.
+//! must not panic: the inputs that once crashed the library (named after what they did;
+//! `fuzz/regressions/CRASHES.md` lists them) and a few ordinary ones per target. A new
+//! crash found by `fuzz` is copied here with the fix that makes it pass.
 
 use std::path::Path;
 
+use lstm_kernels_fuzz::alloc_cap::CappedAlloc;
 use lstm_kernels_fuzz::{remove_scratch, run_catching, target, TARGETS};
+
+// As in the driver: the `oom-*` inputs ask for sizes that fit in `usize` but not in any
+// machine; capped, the library must return `Error::OutOfMemory` (without the cap some
+// would be granted by overcommit and the zeroing would wake the OOM killer).
+#[global_allocator]
+static ALLOC: CappedAlloc = CappedAlloc;
 
 #[test]
 fn kept_inputs_do_not_panic() {

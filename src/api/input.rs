@@ -135,7 +135,7 @@ pub(crate) fn prepare(spec: &LstmSpec, input: &ForwardInput<'_>, ws: &mut Worksp
         InitialState::Zeros => {}
     }
 
-    ws.resize(b, t);
+    ws.resize(b, t)?;
     for (dst, bi) in ws.lengths.iter_mut().zip(0..b) {
         *dst = input.sequence_length.map_or(t, |l| l[bi] as usize);
     }

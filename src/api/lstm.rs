@@ -51,7 +51,8 @@ impl Lstm {
     ///
     /// # Errors
     /// [`Error::Config`] when `LSTM_KERNELS_ISA` names an unknown ISA or one this CPU
-    /// lacks, or the thread pool cannot be created.
+    /// lacks, or the thread pool cannot be created; [`Error::OutOfMemory`] when the packed
+    /// copy of the weights cannot be allocated.
     pub fn new(weights: LstmWeights) -> Result<Self> {
         Self::with_options(weights, LstmOptions::default())
     }
@@ -61,7 +62,8 @@ impl Lstm {
     /// # Errors
     /// [`Error::Config`] when the ISA is not available (not in this build, not on this
     /// CPU, or it failed its self-check: the message says which), `threads` is 0, or the
-    /// thread pool cannot be created.
+    /// thread pool cannot be created; [`Error::OutOfMemory`] when the packed copy of the
+    /// weights cannot be allocated.
     pub fn with_options(weights: LstmWeights, options: LstmOptions) -> Result<Self> {
         let mut lstm = Self::with_pool(
             weights,
@@ -80,7 +82,8 @@ impl Lstm {
     /// workers never compete for the cores with the next part's.
     ///
     /// # Errors
-    /// [`Error::Config`] when the ISA is not available on this CPU.
+    /// [`Error::Config`] when the ISA is not available on this CPU; [`Error::OutOfMemory`]
+    /// as [`Lstm::with_options`].
     pub(crate) fn with_pool(
         weights: LstmWeights,
         isa: Option<Isa>,
@@ -97,7 +100,7 @@ impl Lstm {
             None => Kernels::try_detect().map_err(|e| Error::Config(e.to_string()))?,
         };
         let ctx = ExecContext::new(kernels, pool);
-        let cells = pack_all(weights.spec(), &weights, &ctx.kernels, ctx.pool());
+        let cells = pack_all(weights.spec(), &weights, &ctx.kernels, ctx.pool())?;
         Ok(Lstm {
             weights,
             ctx,
@@ -161,11 +164,12 @@ impl Lstm {
     /// is zero, `sequence_length` is not `[B]`, the initial state does not have the
     /// spec's cells and shapes, or [`InitialState::Carry`](crate::InitialState::Carry)
     /// follows no pass of the same batch size; [`Error::Length`] when a length is outside
-    /// `0..=T`; [`Error::Config`] when `ws` was made for another spec.
+    /// `0..=T`; [`Error::Config`] when `ws` was made for another spec;
+    /// [`Error::OutOfMemory`] when the pass's buffers cannot be allocated (then nothing
+    /// ran, and the workspace has no state to carry).
     pub fn forward_inference(&self, input: &ForwardInput<'_>, ws: &mut Workspace) -> Result<()> {
         prepare(self.weights.spec(), input, ws)?;
-        self.run(input, ws, None);
-        Ok(())
+        self.run(input, ws, None)
     }
 
     /// Runs the stack forward for training: as [`Lstm::forward_inference`], and keeps in
@@ -182,18 +186,22 @@ impl Lstm {
         reserve: &mut TrainReserve,
     ) -> Result<()> {
         prepare(self.weights.spec(), input, ws)?;
-        self.run(input, ws, Some(reserve));
-        Ok(())
+        self.run(input, ws, Some(reserve))
     }
 
     /// A reserve for [`Lstm::forward_training`] sized for `batch` sequences of up to
     /// `steps` steps, so that training never allocates. The sizes are a hint: sizes whose
-    /// buffers could not exist give an empty reserve, which a pass grows to its own batch.
+    /// buffers could not exist, or that the machine cannot allocate, give an empty
+    /// reserve, which a pass grows to its own batch (or refuses with
+    /// [`Error::OutOfMemory`]).
     pub fn reserve(&self, batch: usize, steps: usize) -> TrainReserve {
         let mut r = TrainReserve::default();
-        if fits(self.weights.spec(), batch, steps) {
-            r.tape
-                .grow(self.weights.spec(), &self.cells, batch, batch * steps);
+        if fits(self.weights.spec(), batch, steps)
+            && r.tape
+                .grow(self.weights.spec(), &self.cells, batch, batch * steps)
+                .is_err()
+        {
+            r = TrainReserve::default();
         }
         r
     }
@@ -208,7 +216,8 @@ impl Lstm {
     /// # Errors
     /// [`Error::Config`] when `reserve` holds no forward-training pass of this input's
     /// batch and lengths, or `grads`/`ws` belong to another spec; [`Error::Shape`] when
-    /// `input` or an upstream gradient is not shaped as the forward pass's.
+    /// `input` or an upstream gradient is not shaped as the forward pass's;
+    /// [`Error::OutOfMemory`] when the gradients or the scratch cannot be allocated.
     pub fn backward(
         &self,
         input: &ForwardInput<'_>,
@@ -218,8 +227,7 @@ impl Lstm {
         grads: &mut Gradients,
     ) -> Result<()> {
         prepare_backward(self.weights.spec(), input, reserve, upstream, ws, grads)?;
-        self.run_backward(input, reserve, upstream, ws, grads);
-        Ok(())
+        self.run_backward(input, reserve, upstream, ws, grads)
     }
 
     /// The plan for a pass over `sched` of `steps` steps: made once per (sequences active
@@ -243,7 +251,15 @@ impl Lstm {
     }
 
     /// The forward pass on validated input; with a reserve, for training.
-    fn run(&self, input: &ForwardInput<'_>, ws: &mut Workspace, train: Option<&mut TrainReserve>) {
+    /// Runs a pass `prepare` has accepted. On error (a scratch buffer the machine cannot
+    /// allocate) nothing ran: the workspace holds no state to carry and the reserve no
+    /// pass to differentiate.
+    fn run(
+        &self,
+        input: &ForwardInput<'_>,
+        ws: &mut Workspace,
+        mut train: Option<&mut TrainReserve>,
+    ) -> Result<()> {
         let spec = self.weights.spec();
         let (batch, steps) = (input.batch, input.steps);
         let layout = SeqLayout {
@@ -256,23 +272,17 @@ impl Lstm {
             state,
             lengths,
             fast,
+            state_batch,
             ..
         } = ws;
         let lengths = &lengths[..batch];
         fast.sched.rebuild(lengths);
         let plan = self.plan(&fast.sched, steps);
-        let tape = train.map(|t| {
-            t.batch = batch;
-            t.steps = steps;
-            t.lengths.clear();
-            t.lengths.extend_from_slice(lengths);
-            t.filled = true;
-            if t.spec.as_ref() != Some(spec) {
-                t.spec = Some(spec.clone());
-            }
+        let tape = train.as_deref_mut().map(|t| {
+            t.filled = false;
             &mut t.tape
         });
-        forward(
+        let done = forward(
             &self.ctx,
             spec,
             &self.cells,
@@ -285,6 +295,21 @@ impl Lstm {
             fast,
             tape,
         );
+        if let Err(e) = done {
+            *state_batch = None;
+            return Err(e);
+        }
+        if let Some(t) = train {
+            t.batch = batch;
+            t.steps = steps;
+            t.lengths.clear();
+            t.lengths.extend_from_slice(lengths);
+            t.filled = true;
+            if t.spec.as_ref() != Some(spec) {
+                t.spec = Some(spec.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The backward pass on validated input (see [`Lstm::backward`]).
@@ -295,7 +320,7 @@ impl Lstm {
         upstream: &Upstream<'_>,
         ws: &mut Workspace,
         grads: &mut Gradients,
-    ) {
+    ) -> Result<()> {
         let spec = self.weights.spec();
         let layout = SeqLayout {
             time_major: spec.time_major(),
@@ -317,6 +342,6 @@ impl Lstm {
             &mut grads.weights,
             &mut grads.input,
             &mut grads.initial_state,
-        );
+        )
     }
 }

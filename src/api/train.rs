@@ -3,6 +3,7 @@
 //! backward pass itself is the engine's (`engine/backward/`).
 
 use crate::engine::tape::Tape;
+use crate::model::alloc::{resize, zeros};
 use crate::model::error::{Error, Result};
 use crate::model::spec::LstmSpec;
 use crate::model::state::LstmState;
@@ -55,18 +56,24 @@ impl Gradients {
     /// Zero gradients for `spec` and a batch of `batch` sequences of `steps` steps: the
     /// buffers [`Lstm::backward`](crate::Lstm::backward) overwrites. The sizes are a hint,
     /// as [`Workspace::new`]'s: a backward pass resizes the input's and the initial state's
-    /// gradients to its own batch, and sizes whose buffers could not exist leave them
-    /// empty until then.
+    /// gradients to its own batch, and sizes whose buffers could not exist, or that the
+    /// machine cannot allocate, leave them empty until then.
     pub fn zeros(spec: &LstmSpec, batch: usize, steps: usize) -> Self {
-        let (batch, steps) = if fits(spec, batch, steps) {
-            (batch, steps)
-        } else {
-            (0, 0)
+        let sized = || -> Result<(Vec<f32>, LstmState)> {
+            if !fits(spec, batch, steps) {
+                return Err(Error::Config(String::new()));
+            }
+            Ok((
+                zeros(batch * steps * spec.input_size(), "grad_input")?,
+                LstmState::try_zeros(spec, batch)?,
+            ))
         };
+        let (input, initial_state) =
+            sized().unwrap_or_else(|_| (Vec::new(), LstmState::zeros(spec, 0)));
         Gradients {
             weights: LstmWeights::zeros(spec),
-            input: vec![0.0; batch * steps * spec.input_size()],
-            initial_state: LstmState::zeros(spec, batch),
+            input,
+            initial_state,
         }
     }
 }
@@ -147,33 +154,21 @@ pub(crate) fn prepare_backward(
         }
     }
     if let Some(s) = upstream.final_state {
-        let zero = LstmState::zeros(spec, batch);
-        if s.cells.len() != zero.cells.len()
-            || s.cells
-                .iter()
-                .zip(&zero.cells)
-                .any(|(a, z)| a.c.len() != z.c.len() || a.h.len() != z.h.len())
-        {
-            return Err(Error::Shape {
-                tensor: "grad_final_state".into(),
-                expected: format!("{} cells shaped like the final state", zero.cells.len()),
-                actual: format!("{} cells of other shapes", s.cells.len()),
-            });
-        }
+        s.check_as(spec, batch, "grad_final_state")?;
     }
     if grads.weights.spec() != spec || ws.spec != *spec {
         return Err(Error::Config(
             "backward: grads or workspace made for another spec".into(),
         ));
     }
-    grads.input.resize(in_len, 0.0);
+    resize(&mut grads.input, in_len, 0.0, "grad_input")?;
     if grads
         .initial_state
         .cells
         .first()
         .is_some_and(|c| c.c.len() != batch * spec.layers()[0].hidden_size)
     {
-        grads.initial_state = LstmState::zeros(spec, batch);
+        grads.initial_state = LstmState::try_zeros(spec, batch)?;
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 use crate::engine::backward::BackwardBuffers;
 use crate::engine::forward::ForwardBuffers;
+use crate::model::alloc::reserve_for;
+use crate::model::error::Result;
 use crate::model::spec::{floats, LstmSpec};
 use crate::model::state::LstmState;
 
@@ -34,8 +36,9 @@ pub struct Workspace {
 
 impl Workspace {
     /// A workspace sized for `batch` sequences of `steps` steps. The sizes are a hint:
-    /// a pass resizes it to its own batch (and refuses one whose buffers cannot exist),
-    /// and sizes whose buffers could not exist leave it empty until then.
+    /// a pass resizes it to its own batch (and refuses one whose buffers cannot exist or
+    /// cannot be allocated), and sizes whose buffers could not exist, or that the machine
+    /// cannot allocate, leave it empty until then.
     pub fn new(spec: &LstmSpec, batch: usize, steps: usize) -> Self {
         let mut ws = Workspace {
             spec: spec.clone(),
@@ -49,16 +52,27 @@ impl Workspace {
             backward: Default::default(),
         };
         if fits(spec, batch, steps) {
-            ws.resize(batch, steps);
+            // A hint the machine cannot hold is dropped: the pass will say so.
+            let _ = ws.resize(batch, steps);
         }
         ws
     }
 
     /// Sizes the output, lengths and state for `batch` sequences of `steps` steps, which
-    /// [`fits`].
-    pub(crate) fn resize(&mut self, batch: usize, steps: usize) {
+    /// [`fits`]. Reserves every buffer before it changes any, so that on error (the
+    /// memory does not exist) the workspace is as it was.
+    pub(crate) fn resize(&mut self, batch: usize, steps: usize) -> Result<()> {
         let spec = &self.spec;
-        self.output.resize(batch * steps * spec.output_size(), 0.0);
+        let out_len = batch * steps * spec.output_size();
+        reserve_for(&mut self.output, out_len, "output")?;
+        reserve_for(&mut self.lengths, batch, "sequence_length")?;
+        for (k, cell) in self.state.cells.iter_mut().enumerate() {
+            let layer = spec.layers()[spec.cell_layer(k)];
+            reserve_for(&mut cell.c, batch * layer.hidden_size, "final_state/c")?;
+            reserve_for(&mut cell.h, batch * layer.output_size(), "final_state/h")?;
+        }
+        // Within the capacity just reserved: these allocate nothing.
+        self.output.resize(out_len, 0.0);
         self.lengths.resize(batch, 0);
         for (k, cell) in self.state.cells.iter_mut().enumerate() {
             let layer = spec.layers()[spec.cell_layer(k)];
@@ -67,6 +81,7 @@ impl Workspace {
         }
         self.batch = batch;
         self.steps = steps;
+        Ok(())
     }
 
     /// The output of the last pass: `[B, T, out]` (or `[T, B, out]` when time-major),

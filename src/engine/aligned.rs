@@ -12,12 +12,15 @@
 //! and the gate gradients of a training batch) start on a 2 MiB boundary and are backed
 //! by huge pages where Linux grants them (see the constant for the measurements).
 //!
-//! [`grow`] does the same for the plain `Vec`s the engine keeps.
+//! Every size comes from a caller's batch and lengths, so allocation is fallible here
+//! (see `model::alloc`, which grows the plain `Vec`s the engine keeps).
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use super::plan::HUGE_PAGES_FROM;
+use crate::model::alloc::{out_of_memory, reserve_for};
+use crate::model::error::Result;
 
 /// Floats per 64-byte line.
 const LINE: usize = 16;
@@ -27,26 +30,28 @@ const HUGE_FLOATS: usize = HUGE_PAGE / std::mem::size_of::<f32>();
 /// Buffers of this many bytes or more start on a huge page and ask for huge pages.
 const HUGE_FROM: usize = HUGE_PAGES_FROM;
 
-/// Asks Linux to back the whole huge pages of `s` with 2 MiB pages (transparent huge
-/// pages in `madvise` mode, as on this machine, give them only on request). A hint: it
-/// changes no byte, and a refusal leaves 4 KiB pages.
-fn advise_huge(s: &[f32]) {
+/// Asks Linux to back the whole huge pages of the `len` floats at `ptr` with 2 MiB pages
+/// (transparent huge pages in `madvise` mode, as on this machine, give them only on
+/// request). A hint: it changes no byte, and a refusal leaves 4 KiB pages.
+fn advise_huge(ptr: *const f32, len: usize) {
     #[cfg(target_os = "linux")]
     {
-        let bytes = std::mem::size_of_val(s) / HUGE_PAGE * HUGE_PAGE;
+        let bytes = len * std::mem::size_of::<f32>() / HUGE_PAGE * HUGE_PAGE;
         if bytes > 0 {
-            // SAFETY: the range is inside `s`, which is borrowed for the call;
-            // MADV_HUGEPAGE changes how the kernel backs the pages, never their contents.
+            // SAFETY: the caller passes a range inside one live allocation it owns;
+            // MADV_HUGEPAGE changes how the kernel backs the pages, never their contents,
+            // and reads none of them (they may be uninitialised).
             unsafe {
-                libc::madvise(s.as_ptr() as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+                libc::madvise(ptr as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
             }
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = s;
+    let _ = (ptr, len);
 }
 
 /// A growable `[f32]` aligned to 64 bytes (contents zero-initialised).
+#[derive(Default)]
 pub(crate) struct AlignedVec {
     buf: Vec<f32>,
     off: usize,
@@ -54,42 +59,46 @@ pub(crate) struct AlignedVec {
 }
 
 impl AlignedVec {
-    /// `n` zeros.
-    pub fn zeroed(n: usize) -> Self {
-        if n * std::mem::size_of::<f32>() >= HUGE_FROM {
-            // On a 2 MiB boundary, and (Linux) asked to be backed by 2 MiB pages. An
-            // allocation this large is normally a fresh mapping whose pages nobody has
-            // touched yet, so they are faulted in after the advice; where it is not, the
-            // advice still lets the kernel collapse them later.
-            let buf = vec![0.0; n + HUGE_FLOATS];
-            let off = buf.as_ptr().align_offset(HUGE_PAGE).min(HUGE_FLOATS);
-            advise_huge(&buf[off..off + n]);
-            return AlignedVec { buf, off, len: n };
+    /// `n` zeros; [`Error::OutOfMemory`](crate::Error::OutOfMemory) naming `buffer` when they cannot be allocated.
+    pub fn zeroed(n: usize, buffer: &str) -> Result<Self> {
+        let huge = n.saturating_mul(std::mem::size_of::<f32>()) >= HUGE_FROM;
+        let (pad, align) = if huge {
+            (HUGE_FLOATS, HUGE_PAGE)
+        } else {
+            (LINE, 64)
+        };
+        let total = n
+            .checked_add(pad)
+            .ok_or_else(|| out_of_memory::<f32>(buffer, n))?;
+        let mut buf: Vec<f32> = Vec::new();
+        reserve_for(&mut buf, total, buffer)?;
+        let off = buf.as_ptr().align_offset(align).min(pad);
+        if huge {
+            // On a 2 MiB boundary, and (Linux) asked to be backed by 2 MiB pages before
+            // the zeros below touch them: an allocation this large is a fresh mapping, so
+            // its pages are faulted in after the advice.
+            // SAFETY: `off + n <= total`, the capacity just reserved.
+            advise_huge(unsafe { buf.as_ptr().add(off) }, n);
         }
-        let buf = vec![0.0; n + LINE];
-        let off = buf.as_ptr().align_offset(64).min(LINE);
-        AlignedVec { buf, off, len: n }
+        buf.resize(total, 0.0);
+        Ok(AlignedVec { buf, off, len: n })
     }
 
     /// A copy of `s`.
     pub fn from_slice(s: &[f32]) -> Self {
-        let mut v = AlignedVec::zeroed(s.len());
+        // A copy of a buffer that exists: its size was allocated once already.
+        let mut v = AlignedVec::zeroed(s.len(), "copy").unwrap_or_else(|e| panic!("{e}"));
         v.copy_from_slice(s);
         v
     }
 
     /// Grows to at least `n` elements (allocates only when the size is new; the old
-    /// contents are not kept).
-    pub fn grow(&mut self, n: usize) {
+    /// contents are not kept). On error it is unchanged.
+    pub fn grow(&mut self, n: usize, buffer: &str) -> Result<()> {
         if self.len < n {
-            *self = AlignedVec::zeroed(n);
+            *self = AlignedVec::zeroed(n, buffer)?;
         }
-    }
-}
-
-impl Default for AlignedVec {
-    fn default() -> Self {
-        AlignedVec::zeroed(0)
+        Ok(())
     }
 }
 
@@ -121,13 +130,6 @@ impl fmt::Debug for AlignedVec {
     }
 }
 
-/// Grows `v` to at least `n` elements (allocates only the first time a size is seen).
-pub(crate) fn grow(v: &mut Vec<f32>, n: usize) {
-    if v.len() < n {
-        v.resize(n, 0.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,16 +146,23 @@ mod tests {
             assert_eq!(&c[..], &src[..]);
         }
         let mut g = AlignedVec::default();
-        g.grow(100);
+        g.grow(100, "g").unwrap();
         assert_eq!((g.len(), g.as_ptr() as usize % 64), (100, 0));
-        g.grow(50);
+        g.grow(50, "g").unwrap();
         assert_eq!(g.len(), 100, "grow never shrinks");
+        let e = g.grow(usize::MAX / 8, "panels").unwrap_err();
+        assert!(e.to_string().contains("`panels`"), "{e}");
+        assert_eq!(
+            (g.len(), g.as_ptr() as usize % 64),
+            (100, 0),
+            "unchanged on error"
+        );
     }
 
     #[test]
     fn a_large_buffer_starts_on_a_huge_page_and_is_zero() {
         let n = HUGE_FROM / 4 + 12_345;
-        let v = AlignedVec::zeroed(n);
+        let v = AlignedVec::zeroed(n, "v").unwrap();
         assert_eq!(v.as_ptr() as usize % HUGE_PAGE, 0);
         assert_eq!(v.len(), n);
         assert!(v.iter().all(|&x| x == 0.0));

@@ -8,6 +8,7 @@ use lstm_kernels_simd::{
 use rayon::ThreadPool;
 
 use super::aligned::AlignedVec;
+use crate::model::error::Result;
 use crate::model::spec::LstmSpec;
 use crate::model::weights::LstmWeights;
 
@@ -115,14 +116,19 @@ fn pack_transposed_panels(
 }
 
 /// Packs every cell (the transposed panels split between `pool`'s threads).
+///
+/// # Errors
+/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when the packed copies (about three
+/// times the weights: panels for the forward, transposed panels for the backward) cannot
+/// be allocated.
 pub(crate) fn pack_all(
     spec: &LstmSpec,
     weights: &LstmWeights,
     kernels: &Kernels,
     pool: Option<&ThreadPool>,
-) -> Vec<PackedCell> {
+) -> Result<Vec<PackedCell>> {
     let u = kernels.unit_tile();
-    let mut cells: Vec<PackedCell> = (0..spec.num_cells())
+    let mut cells = (0..spec.num_cells())
         .map(|k| {
             let l = spec.cell_layer(k);
             let layer = spec.layers()[l];
@@ -134,33 +140,42 @@ pub(crate) fn pack_all(
             let w = weights.cell(k);
             let padded = kernels.padded(h);
             // `[k, 4H]` weights as the kernels' panels, straight into an aligned buffer.
-            let packed = |m: &[f32], k: usize| {
-                let mut v = AlignedVec::zeroed(packed_gate_panels_len(k, h, u));
+            let packed = |m: &[f32], k: usize, name: &str| -> Result<AlignedVec> {
+                let mut v = AlignedVec::zeroed(packed_gate_panels_len(k, h, u), name)?;
                 pack_gate_panels_into(m, k, h, u, &mut v);
-                v
+                Ok(v)
             };
-            PackedCell {
+            Ok(PackedCell {
                 hidden: h,
                 padded,
                 recurrent: r,
                 input,
-                w_x_panels: packed(w.input_weights(), input),
+                w_x_panels: packed(w.input_weights(), input, "packed/w_x")?,
                 bias: pack_gate_columns(w.bias(), 1, h, u),
-                w_h: packed(w.recurrent_weights(), r),
-                w_h_t: AlignedVec::zeroed(transposed_panels_len(r, 4 * padded, 4 * u)),
-                w_x_t: AlignedVec::zeroed(transposed_panels_len(input, 4 * padded, 4 * u)),
+                w_h: packed(w.recurrent_weights(), r, "packed/w_h")?,
+                w_h_t: AlignedVec::zeroed(
+                    transposed_panels_len(r, 4 * padded, 4 * u),
+                    "packed/w_h_t",
+                )?,
+                w_x_t: AlignedVec::zeroed(
+                    transposed_panels_len(input, 4 * padded, 4 * u),
+                    "packed/w_x_t",
+                )?,
                 proj_t: w
                     .projection()
-                    .map(|_| AlignedVec::zeroed(transposed_panels_len(h, r, 4 * u))),
+                    .map(|_| {
+                        AlignedVec::zeroed(transposed_panels_len(h, r, 4 * u), "packed/proj_t")
+                    })
+                    .transpose()?,
                 peepholes: w
                     .peepholes()
                     .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
                 projection: w.projection().map(<[f32]>::to_vec),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<PackedCell>>>()?;
     repack_transposed(&mut cells, weights, kernels, pool);
-    cells
+    Ok(cells)
 }
 
 /// Repacks changed weights into the existing buffers, without allocating the big ones.

@@ -1,8 +1,10 @@
 //! What forward-training keeps for the backward pass, in schedule order.
 
+use crate::model::alloc::grow;
+use crate::model::error::Result;
 use crate::model::spec::LstmSpec;
 
-use super::aligned::{grow, AlignedVec};
+use super::aligned::AlignedVec;
 use super::packed_cell::PackedCell;
 use super::schedule::Schedule;
 
@@ -38,29 +40,40 @@ pub(crate) struct Tape {
 
 impl Tape {
     /// Grows every buffer to what a pass of `batch` sequences and `total` real tokens
-    /// needs (never shrinks).
-    pub fn grow(&mut self, spec: &LstmSpec, cells: &[PackedCell], batch: usize, total: usize) {
+    /// needs (never shrinks); on error some have grown and the others are as they were.
+    pub fn grow(
+        &mut self,
+        spec: &LstmSpec,
+        cells: &[PackedCell],
+        batch: usize,
+        total: usize,
+    ) -> Result<()> {
         self.cells.resize_with(cells.len(), CellTape::default);
         self.outs.resize_with(spec.num_layers(), Vec::new);
         for (k, (tape, cell)) in self.cells.iter_mut().zip(cells).enumerate() {
             let (hp, r, gw) = (cell.padded, cell.recurrent, cell.gate_width());
-            tape.gates.grow(total * gw);
-            grow(&mut tape.c, total * hp);
-            grow(&mut tape.c0, batch * hp);
-            grow(&mut tape.h0, batch * r);
+            tape.gates.grow(total * gw, "train_reserve/gates")?;
+            grow(&mut tape.c, total * hp, "train_reserve/c")?;
+            grow(&mut tape.c0, batch * hp, "train_reserve/c0")?;
+            grow(&mut tape.h0, batch * r, "train_reserve/h0")?;
             if cell.projection.is_some() {
-                grow(&mut tape.m, total * hp);
+                grow(&mut tape.m, total * hp, "train_reserve/m")?;
                 if spec.proj_clip().is_some() {
-                    grow(&mut tape.h_raw, total * r);
+                    grow(&mut tape.h_raw, total * r, "train_reserve/h_raw")?;
                 }
             }
             if k % spec.num_directions() == 1 {
-                grow(&mut tape.h_seq, total * r);
+                grow(&mut tape.h_seq, total * r, "train_reserve/h_seq")?;
             }
         }
         for (l, out) in self.outs.iter_mut().enumerate() {
-            grow(out, total * spec.layer_output_size(l));
+            grow(
+                out,
+                total * spec.layer_output_size(l),
+                "train_reserve/outputs",
+            )?;
         }
+        Ok(())
     }
 
     /// Bytes held.

@@ -44,6 +44,15 @@ pub enum Error {
     Format(String),
     /// An operating-system I/O error, with the path involved.
     Io(String),
+    /// A buffer whose size the call's sizes imply could not be allocated: the machine
+    /// (or the process's limit) does not have the memory. Nothing was computed; the
+    /// caller's buffers keep their contents.
+    OutOfMemory {
+        /// The buffer (e.g. `output`, `train_reserve/gates`).
+        buffer: String,
+        /// Bytes asked for (`usize::MAX` when the count itself overflows).
+        bytes: usize,
+    },
 }
 
 impl Error {
@@ -93,6 +102,10 @@ impl fmt::Display for Error {
             } => write!(f, "tensor `{tensor}`: expected dtype {expected}, got {actual}"),
             Error::Format(msg) => write!(f, "invalid file: {msg}"),
             Error::Io(msg) => write!(f, "I/O error: {msg}"),
+            Error::OutOfMemory { buffer, bytes } => write!(
+                f,
+                "out of memory: buffer `{buffer}` of {bytes} bytes could not be allocated"
+            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! files, the recurrent state, the error type, and where a time step sits in a caller's
 //! buffer. Depends on nothing else of the crate.
 
+pub(crate) mod alloc;
 pub(crate) mod error;
 pub(crate) mod layout;
 pub(crate) mod spec;

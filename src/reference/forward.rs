@@ -4,6 +4,7 @@
 
 use crate::api::input::{prepare, ForwardInput};
 use crate::api::workspace::Workspace;
+use crate::model::alloc::zeros;
 use crate::model::error::Result;
 use crate::model::layout::row_index;
 use crate::model::spec::LstmSpec;
@@ -120,8 +121,9 @@ pub fn forward(weights: &LstmWeights, input: &ForwardInput<'_>, ws: &mut Workspa
         .map(|l| l.hidden_size)
         .max()
         .unwrap_or(0);
-    let mut layer_a = vec![0.0; batch * steps * widest_inner];
-    let mut layer_b = vec![0.0; batch * steps * widest_inner];
+    // `prepare` bounded `B * T` times the widest token's floats.
+    let mut layer_a = zeros(batch * steps * widest_inner, "reference/layer_a")?;
+    let mut layer_b = zeros(batch * steps * widest_inner, "reference/layer_b")?;
     let mut gates = vec![0.0; 4 * widest_h];
     let mut cell_out = vec![0.0; widest_h];
     for l in 0..spec.num_layers() {

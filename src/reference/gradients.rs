@@ -373,6 +373,10 @@ impl Problem {
 /// # Errors
 /// As [`Lstm::forward_inference`](crate::Lstm::forward_inference) for the input; plus
 /// [`Error::Shape`] when an upstream gradient is not shaped like what it is the gradient of.
+///
+/// Memory: an oracle for tests, it keeps every step's values in f64 in many small
+/// vectors and allocates them as `Vec` does, so a problem the machine cannot hold aborts
+/// the process rather than returning [`Error::OutOfMemory`]; use it on test-sized problems.
 pub fn gradients(
     weights: &LstmWeights,
     input: &ForwardInput<'_>,
@@ -394,19 +398,7 @@ pub fn gradients(
     };
     let grad_final: Vec<(Vec<f64>, Vec<f64>)> = match upstream.final_state {
         Some(s) => {
-            let zero = LstmState::zeros(spec, p.batch);
-            if s.cells.len() != zero.cells.len()
-                || s.cells
-                    .iter()
-                    .zip(&zero.cells)
-                    .any(|(a, z)| a.c.len() != z.c.len() || a.h.len() != z.h.len())
-            {
-                return Err(Error::Shape {
-                    tensor: "grad_final_state".into(),
-                    expected: "the shapes of the final state".into(),
-                    actual: "other shapes".into(),
-                });
-            }
+            s.check_as(spec, p.batch, "grad_final_state")?;
             s.cells.iter().map(|c| (up(&c.c), up(&c.h))).collect()
         }
         None => p

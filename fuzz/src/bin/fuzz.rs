@@ -21,78 +21,26 @@
 //! Each kind's first inputs are written to `CRASH_DIR/<target>-<hash>.bin`, with a
 //! `.txt` beside it saying what happened. The exit code is 1 when anything crashed.
 //!
-//! Every allocation is capped at 64 MiB (`FUZZ_ALLOC_CAP_MB` changes it): a larger one
-//! fails as an out-of-memory abort, which the supervisor reports, rather than paging a
-//! shared machine to death. No valid input of any target comes near it (inputs are at
-//! most `--max-len` bytes and the targets build buffers of at most 2^16 elements), so an
-//! allocation that large comes from a size the library did not check.
+//! Every allocation is capped at 64 MiB (`FUZZ_ALLOC_CAP_MB` changes it), so that a
+//! huge size is refused at once rather than paging a shared machine to death, and the
+//! machine's memory looks small: the library's fallible allocations must turn the
+//! refusal into `Error::OutOfMemory` (a valid outcome), and an allocation that aborts
+//! instead (one sized from a caller's numbers without `try_reserve`) is reported as a
+//! crash. Inputs are at most `--max-len` bytes and the targets build buffers of at most
+//! 2^16 elements, so only sizes the library computes come near the cap.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use lstm_kernels_fuzz::alloc_cap::{report_next_refusal, set_alloc_cap, CappedAlloc};
 use lstm_kernels_fuzz::{
-    digest, first_own_frame, install_panic_hook, remove_scratch, run_catching, set_current_input,
+    digest, install_panic_hook, remove_scratch, run_catching, set_current_input,
     set_resolve_callers, set_verbose, target, Corpus, Rng, Target, TARGETS,
 };
-
-/// The system allocator with a cap on each allocation's size.
-struct CappedAlloc;
-
-static ALLOC_CAP: AtomicUsize = AtomicUsize::new(64 << 20);
-/// When set (`--replay`), a refused allocation first prints the library's frame that
-/// asked for it, since the abort that follows says only the size.
-static OOM_WHERE: AtomicBool = AtomicBool::new(false);
-
-/// The refusal of an allocation over the cap (null: out of memory), after saying where
-/// it came from when asked to.
-fn refuse(size: usize) -> *mut u8 {
-    if OOM_WHERE.swap(false, Ordering::Relaxed) {
-        // The backtrace allocates, which is fine here: nothing of this allocator is
-        // locked, and its allocations are small.
-        let at = first_own_frame().unwrap_or_else(|| "unknown".into());
-        eprintln!("OOM allocation of {size} bytes refused, called from {at}");
-    }
-    std::ptr::null_mut()
-}
-
-// SAFETY: every method forwards to `System` unchanged, except that allocations over the
-// cap return null, which `GlobalAlloc` allows (it means "out of memory").
-unsafe impl GlobalAlloc for CappedAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOC_CAP.load(Ordering::Relaxed) {
-            return refuse(layout.size());
-        }
-        // SAFETY: the caller's contract for `alloc` is `System.alloc`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOC_CAP.load(Ordering::Relaxed) {
-            return refuse(layout.size());
-        }
-        // SAFETY: as in `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` through this allocator, with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > ALLOC_CAP.load(Ordering::Relaxed) {
-            return refuse(new_size);
-        }
-        // SAFETY: `ptr` came from `System` with `layout`; the caller's contract holds.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CappedAlloc = CappedAlloc;
@@ -183,7 +131,7 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
-        ALLOC_CAP.store(mb << 20, Ordering::Relaxed);
+        set_alloc_cap(mb << 20);
     }
     let args = match parse_args() {
         Ok(a) => a,
@@ -202,7 +150,7 @@ fn main() -> ExitCode {
     let t = target(&args.target).expect("checked");
     install_panic_hook();
     let code = if !args.replay.is_empty() {
-        OOM_WHERE.store(true, Ordering::Relaxed);
+        report_next_refusal();
         replay(t, &args.replay)
     } else {
         let corpus = Corpus::load(

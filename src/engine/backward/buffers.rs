@@ -1,6 +1,8 @@
 //! The backward pass's scratch, grown on first use.
 
-use crate::engine::aligned::{grow, AlignedVec};
+use crate::engine::aligned::AlignedVec;
+use crate::model::alloc::grow;
+use crate::model::error::Result;
 use crate::model::spec::LstmSpec;
 
 use super::time_loop::Dims;
@@ -41,30 +43,51 @@ pub(crate) struct BackwardBuffers {
 impl BackwardBuffers {
     /// Grows every buffer to what `batch` sequences of `total` real tokens of cells of
     /// widths `dims` need.
-    pub fn grow(&mut self, spec: &LstmSpec, dims: &[Dims], batch: usize, total: usize) {
+    pub fn grow(
+        &mut self,
+        spec: &LstmSpec,
+        dims: &[Dims],
+        batch: usize,
+        total: usize,
+    ) -> Result<()> {
         let max_of = |g: &dyn Fn(&Dims) -> usize| dims.iter().map(g).max().unwrap_or(0);
         let widest_io = (0..spec.num_layers())
             .map(|l| spec.layer_output_size(l).max(spec.layer_input_size(l)))
             .max()
             .unwrap_or(0);
-        grow(&mut self.d_out, total * widest_io);
-        grow(&mut self.d_in, total * widest_io);
-        grow(&mut self.dh_seq, total * max_of(&|d| d.r));
-        self.dz.grow(total * max_of(&|d| d.gw));
-        self.dz_panels.grow(total * max_of(&|d| d.gw));
-        grow(&mut self.dm, batch * max_of(&|d| d.hq));
-        grow(&mut self.dc, batch * max_of(&|d| d.hq));
-        grow(&mut self.dh, batch * max_of(&|d| d.rq));
+        grow(&mut self.d_out, total * widest_io, "backward/d_out")?;
+        grow(&mut self.d_in, total * widest_io, "backward/d_in")?;
+        grow(
+            &mut self.dh_seq,
+            total * max_of(&|d| d.r),
+            "backward/dh_seq",
+        )?;
+        self.dz.grow(total * max_of(&|d| d.gw), "backward/dz")?;
+        self.dz_panels
+            .grow(total * max_of(&|d| d.gw), "backward/dz_panels")?;
+        grow(&mut self.dm, batch * max_of(&|d| d.hq), "backward/dm")?;
+        grow(&mut self.dc, batch * max_of(&|d| d.hq), "backward/dc")?;
+        grow(&mut self.dh, batch * max_of(&|d| d.rq), "backward/dh")?;
         if dims.iter().any(|d| d.projects) {
-            grow(&mut self.dhp, total * max_of(&|d| d.rq));
+            grow(&mut self.dhp, total * max_of(&|d| d.rq), "backward/dhp")?;
         }
-        grow(&mut self.at, total * max_of(&|d| d.input + d.r + 1));
-        grow(&mut self.dw, max_of(&|d| (d.input + d.r + 1) * d.gw));
-        grow(&mut self.dx, total * max_of(&|d| d.inq));
-        grow(&mut self.dpeep, max_of(&|d| 3 * d.hp));
+        grow(
+            &mut self.at,
+            total * max_of(&|d| d.input + d.r + 1),
+            "backward/at",
+        )?;
+        grow(
+            &mut self.dw,
+            max_of(&|d| (d.input + d.r + 1) * d.gw),
+            "backward/dw",
+        )?;
+        grow(&mut self.dx, total * max_of(&|d| d.inq), "backward/dx")?;
+        grow(&mut self.dpeep, max_of(&|d| 3 * d.hp), "backward/dpeep")?;
         grow(
             &mut self.zeros,
             max_of(&|d| d.gw.max(d.hq).max(d.rq).max(d.inq)),
-        );
+            "backward/zeros",
+        )?;
+        Ok(())
     }
 }

@@ -30,6 +30,7 @@ pub(crate) use buffers::BackwardBuffers;
 
 use rayon::prelude::*;
 
+use crate::model::error::Result;
 use crate::model::layout::SeqLayout;
 use crate::model::spec::LstmSpec;
 use crate::model::state::LstmState;
@@ -52,6 +53,10 @@ use time_loop::{bptt_thread, Dims, LoopPtrs, Part};
 ///
 /// The caller has validated every shape against the forward pass that filled `rs`, over
 /// the same `data` and `layout`, and `plan` is that pass's.
+///
+/// # Errors
+/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when a scratch buffer cannot grow; then
+/// nothing has been computed or written.
 #[allow(clippy::too_many_arguments)] // the pass's inputs, its gradients and its buffers
 pub(crate) fn backward(
     ctx: &ExecContext,
@@ -67,14 +72,14 @@ pub(crate) fn backward(
     grad_weights: &mut LstmWeights,
     grad_input: &mut [f32],
     grad_state: &mut LstmState,
-) {
+) -> Result<()> {
     let batch = layout.batch;
     let sched = &rs.sched;
     let total = sched.total();
     let u = ctx.kernels.unit_tile();
     let dirs = spec.num_directions();
     let dims: Vec<Dims> = cells.iter().map(|c| Dims::of(c, u)).collect();
-    bb.grow(spec, &dims, batch, total);
+    bb.grow(spec, &dims, batch, total)?;
 
     // The upstream gradient of the last layer's output, packed.
     let ow = spec.output_size();
@@ -223,4 +228,5 @@ pub(crate) fn backward(
     let from = |j, s| sched.row(j, s) * iw;
     let to = |j, s| layout.row(sched.order[j], s) * iw;
     sched.copy_tokens(iw, &bb.d_out, from, grad_input, to);
+    Ok(())
 }

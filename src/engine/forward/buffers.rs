@@ -1,8 +1,10 @@
 //! The forward pass's scratch, grown on first use to what the schedule needs.
 
-use crate::engine::aligned::{grow, AlignedVec};
+use crate::engine::aligned::AlignedVec;
 use crate::engine::packed_cell::PackedCell;
 use crate::engine::schedule::Schedule;
+use crate::model::alloc::grow;
+use crate::model::error::Result;
 use crate::model::spec::LstmSpec;
 
 /// The buffers of the packed forward pass.
@@ -30,19 +32,34 @@ pub(crate) struct ForwardBuffers {
 
 impl ForwardBuffers {
     /// Grows every buffer to what `batch` sequences of `total` real tokens need.
-    pub fn grow(&mut self, spec: &LstmSpec, cells: &[PackedCell], batch: usize, total: usize) {
+    ///
+    /// The caller has checked that every product fits (`prepare` bounds `B * T` by the
+    /// widest token); what remains is whether the memory exists.
+    pub fn grow(
+        &mut self,
+        spec: &LstmSpec,
+        cells: &[PackedCell],
+        batch: usize,
+        total: usize,
+    ) -> Result<()> {
         let max_of = |g: &dyn Fn(&PackedCell) -> usize| cells.iter().map(g).max().unwrap_or(0);
-        self.xg.grow(total * max_of(&|c| c.input));
-        self.zx.grow(total * max_of(&|c| c.gate_width()));
+        self.xg.grow(total * max_of(&|c| c.input), "forward/xg")?;
+        self.zx
+            .grow(total * max_of(&|c| c.gate_width()), "forward/zx")?;
         let widest_out = (0..spec.num_layers())
             .map(|l| spec.layer_output_size(l))
             .max()
             .unwrap_or(0);
-        self.pa.grow(total * widest_out);
-        self.pb.grow(total * widest_out);
-        grow(&mut self.bwd, total * max_of(&|c| c.recurrent));
-        grow(&mut self.c, batch * max_of(&|c| c.padded));
-        grow(&mut self.m, batch * max_of(&|c| c.padded));
-        grow(&mut self.h0, batch * max_of(&|c| c.recurrent));
+        self.pa.grow(total * widest_out, "forward/pa")?;
+        self.pb.grow(total * widest_out, "forward/pb")?;
+        grow(
+            &mut self.bwd,
+            total * max_of(&|c| c.recurrent),
+            "forward/bwd",
+        )?;
+        grow(&mut self.c, batch * max_of(&|c| c.padded), "forward/c")?;
+        grow(&mut self.m, batch * max_of(&|c| c.padded), "forward/m")?;
+        grow(&mut self.h0, batch * max_of(&|c| c.recurrent), "forward/h0")?;
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ mod time_loop;
 
 pub(crate) use buffers::ForwardBuffers;
 
+use crate::model::error::Result;
 use crate::model::layout::SeqLayout;
 use crate::model::spec::LstmSpec;
 use crate::model::state::LstmState;
@@ -34,6 +35,10 @@ use time_loop::{time_loop, LoopArgs, LoopPtrs};
 /// The caller has validated every shape: `data` is `B * T * I`, `output` `B * T * out`,
 /// `lengths` are `B` values in `0..=T`, `state` has the spec's cells for `B` sequences,
 /// and `plan` was made for this schedule.
+///
+/// # Errors
+/// [`Error::OutOfMemory`](crate::Error::OutOfMemory) when a scratch buffer cannot grow; then
+/// nothing has been computed or written.
 #[allow(clippy::too_many_arguments)] // the pass's inputs, its outputs and its buffers
 pub(crate) fn forward(
     ctx: &ExecContext,
@@ -47,16 +52,16 @@ pub(crate) fn forward(
     output: &mut [f32],
     f: &mut ForwardBuffers,
     mut tape: Option<&mut Tape>,
-) {
+) -> Result<()> {
     let SeqLayout {
         time_major: tm,
         batch,
         steps,
     } = layout;
     let total = f.sched.total();
-    f.grow(spec, cells, batch, total);
+    f.grow(spec, cells, batch, total)?;
     if let Some(t) = tape.as_deref_mut() {
-        t.grow(spec, cells, batch, total);
+        t.grow(spec, cells, batch, total)?;
         t.sched.clone_from(&f.sched);
     }
     let sched = &f.sched;
@@ -227,4 +232,5 @@ pub(crate) fn forward(
             output[to..to + ow].fill(0.0);
         }
     }
+    Ok(())
 }
