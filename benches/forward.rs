@@ -1,12 +1,13 @@
-//! Criterion benches of the forward shapes of the shared `BENCH_SHAPES.md`, at 1 thread
-//! and at every core. Throughput is reported in FLOPs as the suite counts them, so
+//! Criterion benches of the forward shapes of the shared `BENCH_SHAPES.md` (the serving
+//! shapes too; a streaming shape's iteration is all its calls), at 1 thread and at every
+//! core. Throughput is reported in FLOPs as the suite counts them, so
 //! criterion's "elem/s" reads as FLOP/s.
 //!
 //! `cargo bench --bench forward [-- FILTER]`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lstm_kernels::bench::{Work, SHAPES};
-use lstm_kernels::{LstmOptions, Workspace};
+use lstm_kernels::bench::{ForwardBench, Work, SHAPES};
+use lstm_kernels::LstmOptions;
 
 fn forward(c: &mut Criterion) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -19,19 +20,14 @@ fn forward(c: &mut Criterion) {
         group.throughput(Throughput::Elements(shape.flops(Work::Forward) as u64));
         group.sample_size(20);
         for &t in &threads {
-            let lstm = shape
-                .lstm(LstmOptions {
-                    isa: None,
-                    threads: Some(t),
-                    ..Default::default()
-                })
-                .expect("the suite's shapes build");
-            let data = shape.input();
-            let lengths = shape.lengths();
-            let input = shape.forward_input(&data, &lengths);
-            let mut ws = Workspace::new(lstm.weights().spec(), shape.batch, shape.steps);
+            let options = LstmOptions {
+                isa: None,
+                threads: Some(t),
+                ..Default::default()
+            };
+            let mut bench = ForwardBench::new(shape, options).expect("the suite's shapes build");
             group.bench_function(format!("threads={t}"), |b| {
-                b.iter(|| lstm.forward_inference(&input, &mut ws).expect("forward"))
+                b.iter(|| bench.run().expect("forward"))
             });
         }
         group.finish();

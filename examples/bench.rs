@@ -12,7 +12,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lstm_kernels::bench::{sgemm_ceiling_once, BenchShape, SgemmBuffers, Work, SHAPES};
+use lstm_kernels::bench::{
+    sgemm_ceiling_once, BenchShape, ForwardBench, SgemmBuffers, Work, SHAPES,
+};
 use lstm_kernels::{Gradients, LstmOptions, SplitMix64, Upstream, Workspace};
 
 struct Args {
@@ -77,28 +79,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn forward(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
-    let lstm = shape
-        .lstm(LstmOptions {
-            isa: None,
-            threads: Some(threads),
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    let data = shape.input();
-    let lengths = shape.lengths();
-    let input = shape.forward_input(&data, &lengths);
-    let mut ws = Workspace::new(&lstm.weights().spec().clone(), shape.batch, shape.steps);
+/// One repetition of the shape's forward (see [`ForwardBench::run`]: a streaming shape's
+/// repetition is all its calls).
+fn forward(shape: &'static BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
+    let options = LstmOptions {
+        isa: None,
+        threads: Some(threads),
+        ..Default::default()
+    };
+    let mut bench = ForwardBench::new(shape, options).map_err(|e| e.to_string())?;
     // Warm-up: sizes the workspace and brings the weights into cache.
     for _ in 0..3 {
-        lstm.forward_inference(&input, &mut ws)
-            .map_err(|e| e.to_string())?;
+        bench.run().map_err(|e| e.to_string())?;
     }
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
         let t0 = Instant::now();
-        lstm.forward_inference(&input, &mut ws)
-            .map_err(|e| e.to_string())?;
+        bench.run().map_err(|e| e.to_string())?;
         times.push(t0.elapsed().as_secs_f64());
     }
     Ok(median(times))

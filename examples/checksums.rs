@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lstm_kernels::bench::{BenchShape, Work, SHAPES};
+use lstm_kernels::bench::{BenchShape, ForwardBench, Work, SHAPES};
 use lstm_kernels::golden::{collect_files, Engine, GoldenCase};
 use lstm_kernels::lm::train::SeedStep;
 use lstm_kernels::lm::{LanguageModel, LmWorkspace};
@@ -154,6 +154,8 @@ fn options(isa: Isa, threads: usize, sp: Option<bool>, sr: Option<bool>) -> Lstm
     LstmOptions {
         isa: Some(isa),
         threads: Some(threads),
+        // Every call on all of them, so that small shapes run the thread splits too.
+        call_threads: Some(threads),
         step_projection: sp,
         split_rows: sr,
         ..Default::default()
@@ -245,20 +247,16 @@ fn golden(args: &Args, isas: &[Isa], out: &mut Vec<String>) -> Result<(), String
 }
 
 /// `forward_inference` of the shape: output and final states.
-fn bench_forward(shape: &BenchShape, opts: LstmOptions, lines: &mut Lines<'_>) {
-    let run = || -> lstm_kernels::Result<Workspace> {
-        let lstm = shape.lstm(opts)?;
-        let data = shape.input();
-        let lengths = shape.lengths();
-        let input = shape.forward_input(&data, &lengths);
-        let mut ws = Workspace::new(lstm.weights().spec(), shape.batch, shape.steps);
-        lstm.forward_inference(&input, &mut ws)?;
-        Ok(ws)
+fn bench_forward(shape: &'static BenchShape, opts: LstmOptions, lines: &mut Lines<'_>) {
+    let run = || -> lstm_kernels::Result<ForwardBench> {
+        let mut bench = ForwardBench::new(shape, opts)?;
+        bench.run()?;
+        Ok(bench)
     };
     match run() {
-        Ok(ws) => {
-            lines.f32("forward/output", ws.output());
-            lines.state("forward/final_state", ws.final_state());
+        Ok(bench) => {
+            lines.f32("forward/output", bench.workspace().output());
+            lines.state("forward/final_state", bench.workspace().final_state());
         }
         Err(e) => lines.error(format!("forward: {e}")),
     }

@@ -299,6 +299,7 @@ fn sizes_whose_products_wrap_are_refused() {
         for threads in [1, 2] {
             let options = LstmOptions {
                 threads: Some(threads),
+                call_threads: Some(threads),
                 ..Default::default()
             };
             let lstm = Lstm::with_options(w.clone(), options).unwrap();

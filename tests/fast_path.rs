@@ -86,6 +86,7 @@ fn every_isa_matches_the_reference() {
                 let e = Engine::Fast(LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
+                    call_threads: Some(threads),
                     ..Default::default()
                 });
                 let (fo, ff) = run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref());
@@ -138,6 +139,7 @@ fn results_are_bitwise_identical_for_any_thread_count() {
                 let e = Engine::Fast(LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
+                    call_threads: Some(threads),
                     step_projection: Some(step_projection),
                     split_rows: Some(split_rows),
                     ..Default::default()
@@ -178,6 +180,7 @@ fn large_layer_is_bitwise_identical_across_threads() {
             let e = Engine::Fast(LstmOptions {
                 isa: Some(isa),
                 threads: Some(threads),
+                call_threads: Some(threads),
                 step_projection: Some(step_projection),
                 split_rows: Some(split_rows),
                 ..Default::default()

@@ -115,6 +115,7 @@ fn every_isa_matches_the_reference_backward() {
                     LstmOptions {
                         isa: Some(isa),
                         threads: Some(threads),
+                        call_threads: Some(threads),
                         ..Default::default()
                     },
                 )
@@ -172,6 +173,7 @@ fn gradients_are_bitwise_identical_for_any_thread_count() {
                     LstmOptions {
                         isa: Some(isa),
                         threads: Some(threads),
+                        call_threads: Some(threads),
                         // 1 thread: one input projection up front; more: step by step,
                         // the time loop shared by hidden units (2) or by sequences (3).
                         step_projection: Some(threads > 1),
@@ -216,6 +218,7 @@ fn a_large_layer_is_bitwise_identical_across_threads() {
                 LstmOptions {
                     isa: Some(isa),
                     threads: Some(threads),
+                    call_threads: Some(threads),
                     // 1 thread: one input projection up front; more: step by step, the
                     // time loop shared by sequences.
                     step_projection: Some(threads > 1),

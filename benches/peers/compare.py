@@ -281,7 +281,26 @@ def machine():
             model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+    return (f"{model}, {os.cpu_count()} logical CPUs, caches {caches()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def caches():
+    """cpu0's data and unified caches as sysfs lists them: `L1d 48K, L2 2048K, L3 266240K
+    (shared by 0-1)`; `?` where sysfs has none."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    out = []
+    for i in range(16):
+        d = os.path.join(base, f"index{i}")
+        try:
+            read = lambda name: open(os.path.join(d, name)).read().strip()  # noqa: E731
+            level, kind, size, shared = read("level"), read("type"), read("size"), read("shared_cpu_list")
+        except OSError:
+            break
+        if kind == "Instruction":
+            continue
+        out.append(f"L{level}{'d' if kind == 'Data' else ''} {size} (CPUs {shared})")
+    return ", ".join(out) or "?"
 
 
 def loadavg():

@@ -79,12 +79,17 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-torch.set_num_threads(ARGS.threads)
-torch.set_num_interop_threads(1)
+try:
+    import torch  # noqa: E402
+    from torch import nn  # noqa: E402
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+    torch.set_num_threads(ARGS.threads)
+    torch.set_num_interop_threads(1)
+except ImportError:  # ONNX Runtime alone (--peer onnxruntime) does not need it
+    torch = None
+    if ARGS.check or any(p.startswith("pytorch") for p in ARGS.peers):
+        raise
 
 
 # ---------------------------------------------------------------- kernel info
@@ -149,14 +154,25 @@ def ort_info():
 # ---------------------------------------------------------------- data
 
 def make_data(shape, seed=SEED):
-    """Inputs uniform [-1, 1] [B, T, I]; per layer PyTorch-convention weights uniform [-0.1, 0.1]."""
+    """Inputs uniform [-1, 1] [B, calls * T, I] (a streaming shape's calls one after
+    another in time); per layer and direction PyTorch-convention weights uniform
+    [-0.1, 0.1], keyed as nn.LSTM names them without `_l0` (`w_ih`, `w_hh_reverse`, `w_hr`
+    for the projection)."""
     rng = np.random.default_rng(seed)
     u = lambda lo, hi, *dims: rng.uniform(lo, hi, dims).astype(np.float32)  # noqa: E731
     layers = []
     for i, h in shape.layers:
-        layers.append(dict(w_ih=u(-.1, .1, 4 * h, i), w_hh=u(-.1, .1, 4 * h, h),
-                           b_ih=u(-.1, .1, 4 * h), b_hh=u(-.1, .1, 4 * h)))
-    x = u(-1, 1, shape.batch, shape.steps, shape.input_size)
+        r = shape.proj or h
+        L = {"hidden": h}
+        for sfx in ("", "_reverse")[:shape.dirs]:
+            L["w_ih" + sfx] = u(-.1, .1, 4 * h, i)
+            L["w_hh" + sfx] = u(-.1, .1, 4 * h, r)
+            L["b_ih" + sfx] = u(-.1, .1, 4 * h)
+            L["b_hh" + sfx] = u(-.1, .1, 4 * h)
+            if shape.proj:
+                L["w_hr" + sfx] = u(-.1, .1, r, h)
+        layers.append(L)
+    x = u(-1, 1, shape.batch, shape.steps * shape.calls, shape.input_size)
     grad_out = u(-1, 1, shape.batch, shape.steps, shape.hidden_out)
     return x, layers, grad_out
 
@@ -165,13 +181,15 @@ def torch_stack(layers, train=False):
     """The stack as single-layer nn.LSTM modules (widths differ per layer), run one after another."""
     mods = []
     for L in layers:
-        four_h, i = L["w_ih"].shape
-        m = nn.LSTM(i, four_h // 4, num_layers=1, batch_first=True)
+        h, i = L["hidden"], L["w_ih"].shape[1]
+        bidir = "w_ih_reverse" in L
+        proj = L["w_hr"].shape[0] if "w_hr" in L else 0
+        m = nn.LSTM(i, h, num_layers=1, batch_first=True, bidirectional=bidir, proj_size=proj)
         with torch.no_grad():
-            m.weight_ih_l0.copy_(torch.from_numpy(L["w_ih"]))
-            m.weight_hh_l0.copy_(torch.from_numpy(L["w_hh"]))
-            m.bias_ih_l0.copy_(torch.from_numpy(L["b_ih"]))
-            m.bias_hh_l0.copy_(torch.from_numpy(L["b_hh"]))
+            for name, p in m.named_parameters():
+                # weight_ih_l0_reverse -> w_ih_reverse
+                key = name.replace("_l0", "").replace("weight_", "w_").replace("bias_", "b_")
+                p.copy_(torch.from_numpy(L[key]))
         m.train(train)
         mods.append(m)
     return mods
@@ -189,10 +207,20 @@ def run_stack(mods, inp):
 def pytorch_dense_forward(shape, x, layers):
     mods = torch_stack(layers)
     xt = torch.from_numpy(x)
+    T = shape.steps
+    calls = [xt[:, k * T:(k + 1) * T].contiguous() for k in range(shape.calls)]
 
     def run():
         with torch.inference_mode():
-            return run_stack(mods, xt)
+            if not shape.stream_calls:
+                return run_stack(mods, xt)
+            # Each call one step, from the (h, c) every layer left after the previous one.
+            states = [None] * len(mods)
+            for xk in calls:
+                inp = xk
+                for j, m in enumerate(mods):
+                    inp, states[j] = m(inp, states[j])
+            return inp, states[-1][0], states[-1][1]
     return run
 
 
@@ -212,39 +240,59 @@ def pytorch_packed_forward(shape, x, layers):
 
 
 def onnx_lstm_model(shape, layers, with_lengths):
-    """One graph: Transpose [B,T,I]->[T,B,I], an LSTM node per layer (Squeeze of the
-    num_directions axis between them), Transpose back. ORT's CPU LSTM rejects layout=1."""
+    """One graph: Transpose [B,T,I]->[T,B,I], an LSTM node per layer (its
+    [T, D, B, H] output back to [T, B, D*H] between them), Transpose back. ORT's CPU LSTM
+    rejects layout=1. A streaming shape's graph takes every layer's initial (h, c) and
+    returns its final ones (`h0_k`, `c0_k` in; `Y_h{k}`, `Y_c{k}` out). ONNX's LSTM has
+    no projection: shapes with one have no ONNX Runtime peer."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    B, T = shape.batch, shape.steps
-    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [B, T, shape.input_size])]
+    assert not shape.proj, "ONNX LSTM has no projection"
+    B, T, D = shape.batch, shape.steps, shape.dirs
+    stateful = bool(shape.stream_calls)
+    F = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("X", F, [B, T, shape.input_size])]
     if with_lengths:
         inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, [B]))
     init = [numpy_helper.from_array(np.array([1], dtype=np.int64), "squeeze_axes")]
     nodes = [helper.make_node("Transpose", ["X"], ["x_tbi"], perm=[1, 0, 2])]
+    outputs = []
     cur = "x_tbi"
     n = len(layers)
     for k, L in enumerate(layers):
-        h = L["w_hh"].shape[1]
+        h = L["hidden"]
         reorder = lambda a: np.concatenate([a[g * h:(g + 1) * h] for g in TORCH_TO_ONNX_GATES])  # noqa: E731
+        sfx = ("", "_reverse")[:D]
         init += [
-            numpy_helper.from_array(reorder(L["w_ih"])[None], f"W{k}"),
-            numpy_helper.from_array(reorder(L["w_hh"])[None], f"R{k}"),
-            numpy_helper.from_array(np.concatenate([reorder(L["b_ih"]), reorder(L["b_hh"])])[None], f"B{k}"),
+            numpy_helper.from_array(np.stack([reorder(L["w_ih" + d]) for d in sfx]), f"W{k}"),
+            numpy_helper.from_array(np.stack([reorder(L["w_hh" + d]) for d in sfx]), f"R{k}"),
+            numpy_helper.from_array(np.stack([np.concatenate([reorder(L["b_ih" + d]), reorder(L["b_hh" + d])])
+                                              for d in sfx]), f"B{k}"),
         ]
+        ins = [cur, f"W{k}", f"R{k}", f"B{k}", "sequence_lens" if with_lengths else ""]
+        if stateful:
+            ins += [f"h0_{k}", f"c0_{k}"]
+            for st in ("h0", "c0"):
+                inputs.append(helper.make_tensor_value_info(f"{st}_{k}", F, [D, B, h]))
         last = k == n - 1
-        outs = [f"y{k}"] + (["Y_h", "Y_c"] if last else [])
+        outs = [f"y{k}"]
+        if stateful or last:
+            outs += [f"Y_h{k}", f"Y_c{k}"]
+            outputs += [helper.make_tensor_value_info(f"Y_h{k}", F, [D, B, h]),
+                        helper.make_tensor_value_info(f"Y_c{k}", F, [D, B, h])]
         nodes.append(helper.make_node(
-            "LSTM", [cur, f"W{k}", f"R{k}", f"B{k}", "sequence_lens" if with_lengths else ""], outs,
-            hidden_size=h, direction="forward", layout=0, name=f"lstm{k}"))
-        nodes.append(helper.make_node("Squeeze", [f"y{k}", "squeeze_axes"], [f"h{k}"]))
+            "LSTM", ins, outs, hidden_size=h, direction="bidirectional" if D == 2 else "forward",
+            layout=0, name=f"lstm{k}"))
+        if D == 1:
+            nodes.append(helper.make_node("Squeeze", [f"y{k}", "squeeze_axes"], [f"h{k}"]))
+        else:
+            init.append(numpy_helper.from_array(np.array([T, B, D * h], dtype=np.int64), f"shape{k}"))
+            nodes.append(helper.make_node("Transpose", [f"y{k}"], [f"yt{k}"], perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", [f"yt{k}", f"shape{k}"], [f"h{k}"]))
         cur = f"h{k}"
     nodes.append(helper.make_node("Transpose", [cur], ["Y"], perm=[1, 0, 2]))
-    H = shape.hidden_out
-    outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [B, T, H]),
-               helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, B, H]),
-               helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, [1, B, H])]
+    outputs.insert(0, helper.make_tensor_value_info("Y", F, [B, T, shape.hidden_out]))
     graph = helper.make_graph(nodes, f"lstm_{shape.name}", inputs, outputs, init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
                               producer_name="lstm-kernels benches/peers")
@@ -263,11 +311,29 @@ def onnxruntime_forward(shape, x, layers):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feeds = {"X": x}
-    if with_lengths:
-        feeds["sequence_lens"] = np.array(shape.seq_lengths(), dtype=np.int32)
-    outs = ["Y", "Y_h", "Y_c"]
-    run = lambda: sess.run(outs, feeds)  # noqa: E731
+    n = len(layers)
+    last = n - 1
+    if not shape.stream_calls:
+        feeds = {"X": x}
+        if with_lengths:
+            feeds["sequence_lens"] = np.array(shape.seq_lengths(), dtype=np.int32)
+        outs = ["Y", f"Y_h{last}", f"Y_c{last}"]
+        run = lambda: sess.run(outs, feeds)  # noqa: E731
+    else:
+        T, D, B = shape.steps, shape.dirs, shape.batch
+        calls = [np.ascontiguousarray(x[:, k * T:(k + 1) * T]) for k in range(shape.calls)]
+        outs = ["Y"] + [f"Y_{s}{k}" for k in range(n) for s in ("h", "c")]
+        zeros = {f"{s}0_{k}": np.zeros((D, B, L["hidden"]), np.float32)
+                 for k, L in enumerate(layers) for s in ("h", "c")}
+
+        def run():
+            feeds = dict(zeros)
+            for xk in calls:
+                feeds["X"] = xk
+                got = sess.run(outs, feeds)
+                for k in range(n):
+                    feeds[f"h0_{k}"], feeds[f"c0_{k}"] = got[1 + 2 * k], got[2 + 2 * k]
+            return got[0], got[-2], got[-1]
     run.providers = sess.get_providers()
     return run
 
@@ -355,6 +421,18 @@ def build(peer, shape, work):
             "onnxruntime": onnxruntime_forward}[peer](shape, x, layers)
 
 
+def unsupported(peer, shape, work):
+    """Why `peer` has no `work` on `shape`, or None when it has."""
+    if (peer, work) not in SUPPORTED or (shape.is_lm and peer not in LM_PEERS) \
+            or (peer == "tensorflow" and not shape.is_lm):
+        return "not a peer for this work"
+    if peer == "onnxruntime" and shape.proj:
+        return "ONNX's LSTM has no projection"
+    if peer == "pytorch-packed" and shape.stream_calls:
+        return "a streaming call has one step per sequence: pytorch-dense is the same run"
+    return None
+
+
 # ---------------------------------------------------------------- timing
 
 def median_seconds(fn, reps, warmup):
@@ -381,14 +459,15 @@ def describe(peer, fn):
 
 
 def bench_all(args):
-    torch_info()
+    if torch is not None:
+        torch_info()
     if "onnxruntime" in args.peers:
         ort_info()
     for shape, work in suite.select(args.shape, args.work):
         for peer in args.peers:
-            if ((peer, work) not in SUPPORTED or (shape.is_lm and peer not in LM_PEERS)
-                    or (peer == "tensorflow" and not shape.is_lm)):
-                log(f"[peers] skip {peer} {shape.name} {work}: not a peer for this work")
+            why = unsupported(peer, shape, work)
+            if why:
+                log(f"[peers] skip {peer} {shape.name} {work}: {why}")
                 continue
             if peer == "tensorflow":
                 rec = tensorflow_lm_step(args)
@@ -439,10 +518,12 @@ def check(args):
     small_varlen = suite.Shape("check-varlen-b6-h12", ((16, 12), (12, 10)), 6, 9, ("forward",),
                                lengths=(9, 1, 5, 9, 3, 7))
     for shape in [suite.SHAPES["seed-ptb"], suite.SHAPES["infer-b8-h256-t100"], small_varlen,
-                  suite.SHAPES["varlen-b64-h512"]]:
+                  suite.SHAPES["varlen-b64-h512"], suite.SHAPES["stream-b1-h512-t1"],
+                  suite.SHAPES["small-b4-h128-t100"], suite.SHAPES["bidir-b16-h384-t60"]]:
         x, layers, _ = make_data(shape)
         dense = pytorch_dense_forward(shape, x, layers)()
-        packed = pytorch_packed_forward(shape, x, layers)()
+        # A streaming shape: the last call's output and the final state after all calls.
+        packed = dense if shape.stream_calls else pytorch_packed_forward(shape, x, layers)()
         onnx = onnxruntime_forward(shape, x, layers)()
         lens = np.array(shape.seq_lengths())
         valid = np.arange(shape.steps)[None, :] < lens[:, None]  # [B, T]

@@ -1,9 +1,11 @@
 """The benchmark suite of /work/shared/BENCH_SHAPES.md, shared by peers.py and compare.py.
 
 Names, shapes and the FLOP count must stay identical to the crate's runner
-(`examples/bench.rs`) and criterion benches: a multiply-add counts 2, a layer's
-forward costs 2 * 4H * (I + H) per real sequence step (gate math left out),
-training counts 3x its forward, and `varlen-b64-h512` counts only sum(len).
+(`examples/bench.rs`, `src/bench.rs`) and criterion benches: a multiply-add counts 2, a
+layer's forward costs 2 * 4H * (I + R) per real sequence step and direction (R = P with
+a projection, which adds 2 * H * P; gate math left out), training counts 3x its
+forward, `varlen-b64-h512` counts only sum(len), and a streaming shape's repetition is
+all its calls (each of T steps, from the state the previous call left).
 """
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -21,6 +23,14 @@ class Shape:
     lengths: Optional[Tuple[int, ...]] = None  # None = every sequence has length T
     vocab: Optional[int] = None  # language-model shapes only
     embed: Optional[int] = None
+    bidirectional: bool = False
+    proj: Optional[int] = None  # every layer's proj_size
+    stream_calls: int = 0  # > 0: a repetition is this many calls of T steps, state carried
+    serving: bool = False
+
+    @property
+    def dirs(self) -> int:
+        return 2 if self.bidirectional else 1
 
     @property
     def input_size(self) -> int:
@@ -28,7 +38,12 @@ class Shape:
 
     @property
     def hidden_out(self) -> int:
-        return self.layers[-1][1]
+        """Width of the stack's output (2x with both directions; P with a projection)."""
+        return self.dirs * (self.proj or self.layers[-1][1])
+
+    @property
+    def calls(self) -> int:
+        return max(self.stream_calls, 1)
 
     @property
     def is_lm(self) -> bool:
@@ -40,12 +55,15 @@ class Shape:
         return list(self.lengths)
 
     def real_steps(self) -> int:
-        """Sequence steps that do real work: B*T, or sum(len) for varlen."""
-        return sum(self.seq_lengths())
+        """Sequence steps that do real work in a repetition: B*T (times the calls of a
+        streaming shape), or sum(len) for varlen."""
+        return sum(self.seq_lengths()) * self.calls
 
     def forward_flops(self) -> int:
-        per_step = sum(2 * 4 * h * (i + h) for i, h in self.layers)
-        return per_step * self.real_steps()
+        def layer(i, h):
+            r = self.proj or h
+            return self.dirs * (2 * 4 * h * (i + r) + (2 * h * self.proj if self.proj else 0))
+        return sum(layer(i, h) for i, h in self.layers) * self.real_steps()
 
     def flops(self, work: str) -> int:
         """FLOPs of one repetition of `work`; for `seed-ptb-lm` only the LSTM stack's
@@ -71,6 +89,12 @@ SHAPES = {
         Shape("train-b32-h512", ((512, 512),), 32, 25, ("train",)),
         Shape("varlen-b64-h512", ((512, 512),), 64, 100, ("forward",), lengths=VARLEN_LENGTHS),
         Shape("seed-ptb-lm", SEED_PTB_LAYERS, 60, 20, ("train",), vocab=10000, embed=200),
+        Shape("stream-b1-h512-t1", ((128, 512),), 1, 1, ("forward",), stream_calls=50, serving=True),
+        Shape("small-b4-h128-t100", ((64, 128), (128, 128)), 4, 100, ("forward",), serving=True),
+        Shape("bidir-b16-h384-t60", ((160, 384),), 16, 60, ("forward",), bidirectional=True,
+              serving=True),
+        Shape("lstmp-b8-h768p192-t80", ((80, 768), (192, 768)), 8, 80, ("forward",), proj=192,
+              serving=True),
     ]
 }
 
@@ -94,3 +118,10 @@ def select(shape_arg: str, work_arg: str):
     if not out:
         raise SystemExit(f"no benchmark matches --shape {shape_arg} --work {work_arg}")
     return out
+
+
+# The counts BENCH_SHAPES.md gives, checked on import so the two languages cannot drift.
+assert SHAPES["stream-b1-h512-t1"].forward_flops() == 50 * 2 * 2048 * 640
+assert SHAPES["bidir-b16-h384-t60"].forward_flops() == 960 * 2 * 2 * 1536 * 544
+assert SHAPES["lstmp-b8-h768p192-t80"].forward_flops() == 640 * sum(
+    2 * 3072 * (i + 192) + 2 * 768 * 192 for i in (80, 192))

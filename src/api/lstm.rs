@@ -71,6 +71,7 @@ impl Lstm {
             thread_pool(options.threads, options.pin_threads)?,
         )?;
         lstm.forced = Forced {
+            threads: options.call_threads,
             step_projection: options.step_projection,
             split_rows: options.split_rows,
         };
@@ -242,6 +243,7 @@ impl Lstm {
             plan(
                 self.weights.spec(),
                 rows,
+                steps,
                 self.ctx.threads,
                 tiles,
                 Machine::detect(),

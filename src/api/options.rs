@@ -9,8 +9,14 @@ pub struct LstmOptions {
     /// Force an instruction set; `None` picks the best one of this CPU (or the one the
     /// `LSTM_KERNELS_ISA` environment variable names: `scalar`, `avx2`, `avx512`, `neon`).
     pub isa: Option<Isa>,
-    /// Threads; `None` uses every core.
+    /// Threads; `None` uses every core. Each call uses as many of them as its work pays
+    /// for (a small call runs on the calling thread alone), unless `call_threads` says.
     pub threads: Option<usize>,
+    /// Threads every call uses, at most `threads`: `None` lets the planner choose per call
+    /// shape (as many as pay: each extra thread costs a hand-off per call and a barrier
+    /// per step); `Some(n)` uses `n` whatever the work (tests use it to run the thread
+    /// splits on small problems). A matter of speed only: the same bits either way.
+    pub call_threads: Option<usize>,
     /// Where a layer's input projection runs: `Some(true)` inside the time loop, each
     /// step's own in the same `k` loop as its recurrent product; `Some(false)` as one
     /// product over every step up front; `None` lets the planner decide per layer (in the

@@ -29,6 +29,22 @@ impl ExecContext {
         }
     }
 
+    /// This context on its first `threads` threads only (at least 1): on 1, the calling
+    /// thread alone, with no hand-off to the pool at all; on more, the pool's workers past
+    /// `threads` return from each broadcast at once.
+    pub fn with_threads(&self, threads: usize) -> ExecContext {
+        let threads = threads.clamp(1, self.threads);
+        ExecContext {
+            kernels: self.kernels,
+            pool: if threads == 1 {
+                None
+            } else {
+                self.pool.clone()
+            },
+            threads,
+        }
+    }
+
     /// The pool, if there is one.
     pub fn pool(&self) -> Option<&ThreadPool> {
         self.pool.as_deref()
@@ -40,7 +56,12 @@ impl ExecContext {
     pub fn broadcast(&self, body: impl Fn(usize) + Sync) {
         match self.pool() {
             Some(pool) => {
-                pool.broadcast(|ctx| body(ctx.index()));
+                let threads = self.threads;
+                pool.broadcast(|ctx| {
+                    if ctx.index() < threads {
+                        body(ctx.index())
+                    }
+                });
             }
             None => body(0),
         }

@@ -101,6 +101,35 @@ pub(crate) const BARRIER_SPINS: u32 = 64;
 /// 42.8 -> 40.7 ms.
 pub(crate) const HUGE_PAGES_FROM: usize = 4 << 20;
 
+/// A thread's share of one cell's step below this many FLOPs does not pay for the
+/// barrier it adds to every step, nor its share of the whole call for waking it
+/// ([`MIN_THREAD_CALL_FLOPS`]), unless the weights stream from beyond L2 (see
+/// [`threads_that_pay`]). Measured with `examples/thread_breakeven.rs` on the 2-vCPU
+/// Xeon (2 MiB L2), one cell of width H = I over B rows and T steps, medians of 11
+/// interleaved timings, time on 1 thread / time on 2: at T = 100, a cell's step of 262K
+/// FLOPs (H 32 x B 16, H 64 x B 4, H 128 x B 1) gave 0.90, 0.98 and 1.05; 1M FLOPs
+/// (H 32 x B 64, H 64 x B 16, H 128 x B 4, H 256 x B 1) 1.50, 1.26, 1.50 and 1.26.
+pub(crate) const MIN_THREAD_STEP_FLOPS: usize = 256 << 10;
+
+/// A thread's share of a whole call below this many FLOPs does not pay for handing the
+/// call to the pool and back (the workers sleep between calls: waking one cost 10 to
+/// 40 us here). Measured as [`MIN_THREAD_STEP_FLOPS`], two runs: calls of 4.2M FLOPs
+/// (H 64 x B 64 and H 128 x B 16 at T = 1) ran 0.50 and 0.58 (0.40, 0.40) as fast on 2
+/// threads, 10.5M (H 32 x B 64, H 64 x B 16 at T = 10) 0.98 and 0.69 (0.71, 0.60), 16.8M
+/// (H 128 x B 64, H 256 x B 16 at T = 1) 0.95 and 0.95 (0.94, 0.72), 42M (H 64 x B 64,
+/// H 128 x B 16 at T = 10) 1.42 and 1.19 (1.46, 1.10).
+pub(crate) const MIN_THREAD_CALL_FLOPS: usize = 16 << 20;
+
+/// A cell whose weights do not fit a thread's share of L2 with room to spare streams them
+/// from L3 at a fraction of the FMA rate, and splitting them between the threads (each
+/// its own slice, from its own L2) pays far sooner than the compute does: from this many
+/// FLOPs of the call per thread. Measured as [`MIN_THREAD_STEP_FLOPS`]: H 256 (2 MiB of
+/// weights) at B 1 and T 1, 1M FLOPs a call, ran 1.82 (1.03) times as fast on 2 threads;
+/// B 4 at T 1, 1.37 (1.16); H 512 (8 MiB) from B 1 to 16 at T 1, 1.50 to 1.61 (1.35 to
+/// 1.53). The exception, H 256 at B 16 and T 1 (0.95, 0.72), has its threads split the
+/// rows, each streaming every weight.
+pub(crate) const MIN_STREAMING_FLOPS: usize = 256 << 10;
+
 /// The ISA's register-tile sizes the plan depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TileSizes {
@@ -113,6 +142,8 @@ pub(crate) struct TileSizes {
 /// Choices the caller forced (`LstmOptions`); `None` leaves them to the planner.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Forced {
+    /// Threads every call uses (at most the pool's).
+    pub threads: Option<usize>,
     /// Where the projection runs: in the k loop (`true`) or up front (`false`).
     pub step_projection: Option<bool>,
     /// How a time loop is shared: by sequences (`true`) or hidden units (`false`).
@@ -143,9 +174,12 @@ impl CellPlan {
     }
 }
 
-/// How a call's loops run: one [`CellPlan`] per cell, `k = layer * D + direction`.
+/// How a call's loops run: on how many threads, and one [`CellPlan`] per cell,
+/// `k = layer * D + direction`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
+    /// Threads the call's loops and products run on (1: the calling thread alone).
+    pub threads: usize,
     /// Per cell.
     pub cells: Vec<CellPlan>,
 }
@@ -189,15 +223,23 @@ pub(crate) struct Plan {
 /// `bias + x W_x` between arriving at the barrier and waiting there instead was no
 /// faster and, in 3 of 8 runs, 1.5 times slower.
 ///
-/// `forced` overrides either choice (the split only with several threads).
+/// **Threads** ([`threads_that_pay`]): as many of the `threads` the `Lstm` has as the
+/// call's work pays for, down to the calling thread alone.
+///
+/// `forced` overrides any choice (the split only with several threads).
 pub(crate) fn plan(
     spec: &LstmSpec,
     rows: usize,
+    steps: usize,
     threads: usize,
     tiles: TileSizes,
     machine: Machine,
     forced: Forced,
 ) -> Plan {
+    let threads = match forced.threads {
+        Some(n) => n.clamp(1, threads.max(1)),
+        None => threads_that_pay(spec, rows, steps, threads, tiles, machine),
+    };
     let cells = (0..spec.num_cells())
         .map(|k| {
             let l = spec.cell_layer(k);
@@ -215,7 +257,60 @@ pub(crate) fn plan(
             }
         })
         .collect();
-    Plan { cells }
+    Plan { threads, cells }
+}
+
+/// The FLOPs of one step of every cell of `spec` over `rows` sequences (the recurrent
+/// and input products and the projection; the gate math is left out, as the suite counts).
+fn step_flops(spec: &LstmSpec, rows: usize) -> usize {
+    (0..spec.num_cells())
+        .map(|k| {
+            let l = spec.cell_layer(k);
+            let layer = spec.layers()[l];
+            let (h, r) = (layer.hidden_size, layer.output_size());
+            let proj = layer.proj_size.map_or(0, |p| 2 * h * p);
+            (2 * 4 * h * (spec.layer_input_size(l) + r) + proj).saturating_mul(rows)
+        })
+        .fold(0, usize::saturating_add)
+}
+
+/// How many of `threads` a call of `rows` sequences and `steps` steps keeps busy enough
+/// to pay for them. Each extra thread costs a hand-off when the call starts (its worker
+/// sleeps between calls) and a barrier every step of every cell when the threads split
+/// the hidden units, so each thread's share of the whole call must be at least
+/// [`MIN_THREAD_CALL_FLOPS`] and of a cell's step at least [`MIN_THREAD_STEP_FLOPS`];
+/// or a cell's weights do not fit a thread's share of L2 with room to spare, where a step
+/// is bound by streaming the weights and each thread streaming only its own slice pays
+/// from [`MIN_STREAMING_FLOPS`] of the call per thread. Below that, the call runs on the
+/// calling thread alone. More rows or steps never give fewer threads.
+pub(crate) fn threads_that_pay(
+    spec: &LstmSpec,
+    rows: usize,
+    steps: usize,
+    threads: usize,
+    tiles: TileSizes,
+    machine: Machine,
+) -> usize {
+    let step = step_flops(spec, rows);
+    let per_cell_step = step / spec.num_cells().max(1);
+    let call = step.saturating_mul(steps);
+    let room = machine.l2_per_thread() * ROOM_NUM / ROOM_DEN;
+    let streaming = (0..spec.num_cells()).any(|k| {
+        let l = spec.cell_layer(k);
+        let layer = spec.layers()[l];
+        let k_rows = spec.layer_input_size(l) + layer.output_size();
+        let panels = layer.hidden_size.div_ceil(tiles.unit) * 4 * tiles.unit;
+        k_rows.saturating_mul(panels).saturating_mul(4) > room
+    });
+    let pays = |n: usize| {
+        (streaming && call / n >= MIN_STREAMING_FLOPS)
+            || (call / n >= MIN_THREAD_CALL_FLOPS && per_cell_step / n >= MIN_THREAD_STEP_FLOPS)
+    };
+    let mut n = threads.max(1);
+    while n > 1 && !pays(n) {
+        n -= 1;
+    }
+    n
 }
 
 /// A cell's sizes as the plan weighs them.
@@ -239,7 +334,7 @@ fn cell_split(
     machine: Machine,
     forced: Forced,
 ) -> (bool, bool) {
-    let l2 = machine.l2_bytes;
+    let l2 = machine.l2_per_thread();
     let room = l2 * ROOM_NUM / ROOM_DEN;
     let panel_bytes = |tiles: usize, k: usize| tiles * k * 4 * t.unit * std::mem::size_of::<f32>();
     // Whether the projection runs in the k loop, for either split.
@@ -341,6 +436,7 @@ mod tests {
                 v.push(Machine {
                     l1d_bytes,
                     l2_bytes,
+                    ..Machine::FALLBACK
                 });
             }
         }
@@ -367,6 +463,7 @@ mod tests {
         Machine {
             l1d_bytes: 48 * KIB,
             l2_bytes: 2 * MIB,
+            ..Machine::FALLBACK
         }
     }
 
@@ -374,6 +471,7 @@ mod tests {
         Machine {
             l1d_bytes: 32 * KIB,
             l2_bytes: MIB,
+            ..Machine::FALLBACK
         }
     }
 
@@ -390,22 +488,22 @@ mod tests {
         let none = Forced::default();
         // seed-ptb at 2 threads: layer 1's W_x + W_h (1.87 MB) would not stay in L2 split
         // by sequences, so it splits by units, each thread's half fused; layer 2 fits.
-        let p = plan(&stack(200, &[256, 128]), 60, 2, AVX512, xeon(), none);
+        let p = plan(&stack(200, &[256, 128]), 60, 20, 2, AVX512, xeon(), none);
         assert_eq!(
             p.cells,
             vec![cell(false, true, false), cell(true, true, true)]
         );
         // infer-b8-h256-t100 at 2 threads: 4 rows each is less than a register block.
-        let p = plan(&stack(256, &[256]), 8, 2, AVX512, xeon(), none);
+        let p = plan(&stack(256, &[256]), 8, 100, 2, AVX512, xeon(), none);
         assert_eq!(p.cells, vec![cell(false, true, false)]);
         // infer-b1-h512 at 2 threads: a thread's half of W_x + W_h is 4 MiB, so the
         // projection runs up front, computed by the time loop's threads.
-        let p = plan(&stack(512, &[512]), 1, 2, AVX512, xeon(), none);
+        let p = plan(&stack(512, &[512]), 1, 25, 2, AVX512, xeon(), none);
         assert_eq!(p.cells, vec![cell(false, false, false)]);
         assert!(p.cells[0].project_in_loop());
         // infer-b64-h1024 at 1 thread: 32 MB of weights, the projection up front (by the
         // time loop's one thread, before its first step).
-        let p = plan(&stack(1024, &[1024]), 64, 1, AVX512, xeon(), none);
+        let p = plan(&stack(1024, &[1024]), 64, 25, 1, AVX512, xeon(), none);
         assert_eq!(p.cells, vec![cell(false, false, false)]);
         assert!(p.cells[0].project_in_loop());
     }
@@ -416,6 +514,7 @@ mod tests {
         let p = plan(
             &stack(200, &[256, 128]),
             60,
+            20,
             2,
             AVX512,
             zen4(),
@@ -434,7 +533,8 @@ mod tests {
                 for (name, spec, batch) in suite() {
                     for threads in [1, 2, 3, 8, 64] {
                         for rows in [1, 2, batch, 4 * batch] {
-                            let p = plan(&spec, rows, threads, tiles, machine, Forced::default());
+                            let p =
+                                plan(&spec, rows, 25, threads, tiles, machine, Forced::default());
                             assert_eq!(p.cells.len(), spec.num_cells(), "{name}");
                             for (k, c) in p.cells.iter().enumerate() {
                                 let layer = spec.layers()[spec.cell_layer(k)];
@@ -443,10 +543,11 @@ mod tests {
                                 let at = format!("{name} k={k} rows={rows} threads={threads}");
                                 // One thread has nothing to split; by sequences only with
                                 // a full register block each and W_h in L2 with room.
+                                assert!((1..=threads).contains(&p.threads), "{at}");
                                 if c.by_rows {
-                                    assert!(threads > 1, "{at}");
-                                    assert!(rows / threads >= tiles.mr, "{at}");
-                                    assert!(w_h <= machine.l2_bytes * 3 / 5, "{at}");
+                                    assert!(p.threads > 1, "{at}");
+                                    assert!(rows / p.threads >= tiles.mr, "{at}");
+                                    assert!(w_h <= machine.l2_per_thread() * 3 / 5, "{at}");
                                 }
                                 assert!(!c.backward_by_rows || c.by_rows, "{at}");
                             }
@@ -465,8 +566,9 @@ mod tests {
                     let m = Machine {
                         l1d_bytes,
                         l2_bytes,
+                        ..Machine::FALLBACK
                     };
-                    plan(&spec, batch, 2, AVX512, m, Forced::default())
+                    plan(&spec, batch, 25, 2, AVX512, m, Forced::default())
                 };
                 assert_eq!(at(32 * KIB), at(48 * KIB), "{name}");
             }
@@ -482,9 +584,10 @@ mod tests {
                     let forced = Forced {
                         step_projection,
                         split_rows,
+                        ..Forced::default()
                     };
                     for threads in [1, 2, 8] {
-                        let p = plan(&spec, 60, threads, AVX512, machine, forced);
+                        let p = plan(&spec, 60, 20, threads, AVX512, machine, forced);
                         for c in &p.cells {
                             assert_eq!(c.fuse, step_projection.unwrap());
                             assert_eq!(c.by_rows, threads > 1 && split_rows.unwrap());
@@ -506,13 +609,100 @@ mod tests {
             .build()
             .unwrap();
         let forced = Forced {
-            step_projection: None,
             split_rows: Some(true),
+            ..Forced::default()
         };
         for spec in [peep, proj] {
-            let p = plan(&spec, 64, 2, AVX512, xeon(), forced);
+            let p = plan(&spec, 64, 20, 2, AVX512, xeon(), forced);
             assert!(p.cells[0].by_rows && !p.cells[0].backward_by_rows);
         }
+    }
+
+    /// Synthetic machines with 1 and 2 MiB of L2, and an E-core-like one (4 CPUs
+    /// sharing 2 MiB).
+    fn l2_machines() -> Vec<Machine> {
+        vec![
+            zen4(),
+            xeon(),
+            Machine {
+                l2_shared: 4,
+                ..xeon()
+            },
+        ]
+    }
+
+    #[test]
+    fn small_work_runs_on_the_calling_thread_and_large_work_on_every_core() {
+        for machine in l2_machines() {
+            for tiles in [AVX512, AVX2] {
+                let pay = |spec: &LstmSpec, rows, steps, threads| {
+                    threads_that_pay(spec, rows, steps, threads, tiles, machine)
+                };
+                for threads in [2, 8, 64] {
+                    // A 32-wide cell, one sequence, one step: 16K FLOPs, a microsecond of
+                    // work, against tens of microseconds to wake a worker.
+                    assert_eq!(pay(&stack(32, &[32]), 1, 1, threads), 1);
+                    // 100 steps of 4 sequences of a 64-wide cell: 262K FLOPs a step.
+                    assert_eq!(pay(&stack(64, &[64]), 4, 100, threads), 1);
+                    // The seed's stack over 60 x 20 and infer-b64-h1024: every core pays
+                    // up to 8; at 64 cores the seed's steps are too small to share.
+                    let seed = pay(&stack(200, &[256, 128]), 60, 20, threads);
+                    let big = pay(&stack(1024, &[1024]), 64, 25, threads);
+                    assert_eq!(big, threads, "{machine:?} {threads}");
+                    assert_eq!(seed, threads.min(8).max(seed.min(threads)), "{machine:?}");
+                    assert!(seed >= 2.min(threads), "{machine:?} {threads}");
+                }
+                // One sequence of a 512-wide cell (5.2 MB of weights, far past L2): each
+                // thread streaming half the weights pays even for a single step.
+                assert_eq!(pay(&stack(128, &[512]), 1, 1, 2), 2, "{machine:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn more_work_never_means_fewer_threads() {
+        for machine in l2_machines() {
+            for (name, spec, batch) in suite() {
+                for threads in [1, 2, 3, 8, 64] {
+                    // Each (rows, steps) has at least the work of the one before.
+                    let mut last = 0;
+                    for (rows, steps) in
+                        [(1, 1), (1, 25), (batch, 25), (batch, 400), (4 * batch, 400)]
+                    {
+                        let n = threads_that_pay(&spec, rows, steps, threads, AVX512, machine);
+                        assert!((1..=threads).contains(&n), "{name}");
+                        assert!(n >= last, "{name} rows={rows} steps={steps}: {n} < {last}");
+                        last = n;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_plan_carries_its_threads_and_a_forced_count_wins() {
+        let tiny = stack(16, &[16]);
+        let p = plan(&tiny, 2, 3, 8, AVX512, xeon(), Forced::default());
+        assert_eq!(p.threads, 1);
+        // One thread splits nothing.
+        assert!(p.cells.iter().all(|c| !c.by_rows));
+        for (forced, want) in [(1, 1), (3, 3), (100, 8)] {
+            let f = Forced {
+                threads: Some(forced),
+                ..Forced::default()
+            };
+            assert_eq!(plan(&tiny, 2, 3, 8, AVX512, xeon(), f).threads, want);
+        }
+        let big = plan(
+            &stack(1024, &[1024]),
+            64,
+            25,
+            2,
+            AVX512,
+            zen4(),
+            Forced::default(),
+        );
+        assert_eq!(big.threads, 2);
     }
 
     #[test]
@@ -552,7 +742,7 @@ mod tests {
             let mut make = |rows| {
                 cache.get_or_make((rows, 5), || {
                     made += 1;
-                    plan(&spec, rows, 2, AVX512, xeon(), Forced::default())
+                    plan(&spec, rows, 5, 2, AVX512, xeon(), Forced::default())
                 })
             };
             let a = make(3);

@@ -25,6 +25,7 @@ pub fn engines() -> Vec<Engine> {
             out.push(Engine::Fast(LstmOptions {
                 isa: Some(isa),
                 threads: Some(threads),
+                call_threads: Some(threads),
                 step_projection,
                 split_rows,
                 ..Default::default()

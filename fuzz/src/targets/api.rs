@@ -171,7 +171,7 @@ pub struct ApiCase {
     pub data: Len,
     /// The input's value, an index into [`values::FLOATS`].
     pub fill: u8,
-    /// Threads, `% 3 + 1`.
+    /// Threads, `% 3 + 1`; below 128 every call uses them all (`call_threads`).
     pub threads: u8,
     /// ISA choice (see [`super::isa_choices`]).
     pub isa: u8,
@@ -309,6 +309,9 @@ pub fn run_case(c: &ApiCase) -> Vec<bool> {
     let options = LstmOptions {
         isa: isa(c.isa),
         threads: Some(c.threads as usize % 3 + 1),
+        // Mostly every call on all of them (small cases then run the thread splits), and
+        // with the high bit set the planner's choice.
+        call_threads: (c.threads < 128).then_some(c.threads as usize % 3 + 1),
         step_projection: c.step_projection,
         split_rows: c.split_rows,
         pin_threads: c.pin_threads,

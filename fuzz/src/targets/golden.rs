@@ -35,6 +35,8 @@ pub fn run(data: &[u8]) {
         let options = LstmOptions {
             isa: isa(opt >> 2),
             threads: Some(1 + usize::from(opt >> 1 & 1)),
+            // The small cases would otherwise run on one thread: every call on both.
+            call_threads: Some(1 + usize::from(opt >> 1 & 1)),
             pin_threads: Some(false),
             ..Default::default()
         };

@@ -73,6 +73,7 @@ pub(crate) fn backward(
     grad_input: &mut [f32],
     grad_state: &mut LstmState,
 ) -> Result<()> {
+    let ctx = &ctx.with_threads(plan.threads);
     let batch = layout.batch;
     let sched = &rs.sched;
     let total = sched.total();

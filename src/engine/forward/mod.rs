@@ -53,6 +53,9 @@ pub(crate) fn forward(
     f: &mut ForwardBuffers,
     mut tape: Option<&mut Tape>,
 ) -> Result<()> {
+    // The threads the plan found worth their cost (the calling thread alone for small
+    // work).
+    let ctx = &ctx.with_threads(plan.threads);
     let SeqLayout {
         time_major: tm,
         batch,
