@@ -1,5 +1,8 @@
 //! The benchmark runner: `cargo run --release --example bench -- --shape NAME|all
-//! --work forward|train|all|sgemm --threads N --reps K`.
+//! --work forward|train|all|sgemm --threads N --reps K [--plan heuristic|measure]`.
+//!
+//! `--plan measure` times the candidate plans in the first (warm-up) call of each shape
+//! (`Planning::Measure`).
 //!
 //! `--work sgemm` times only the forward pass's matrix products through the crate's sgemm
 //! (the ceiling a BLAS-based LSTM cannot beat; build with `--features openblas` for
@@ -15,7 +18,7 @@ use std::time::Instant;
 use lstm_kernels::bench::{
     sgemm_ceiling_once, BenchShape, ForwardBench, SgemmBuffers, Work, SHAPES,
 };
-use lstm_kernels::{Gradients, LstmOptions, SplitMix64, Upstream, Workspace};
+use lstm_kernels::{Gradients, LstmOptions, Planning, SplitMix64, Upstream, Workspace};
 
 struct Args {
     /// `--work sgemm`: time only the forward's matrix products through the crate's sgemm.
@@ -24,6 +27,7 @@ struct Args {
     works: Vec<Work>,
     threads: usize,
     reps: usize,
+    planning: Planning,
 }
 
 fn parse() -> Result<Args, String> {
@@ -31,6 +35,7 @@ fn parse() -> Result<Args, String> {
     let mut work = "all".to_string();
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut reps = 20;
+    let mut planning = Planning::Heuristic;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -39,6 +44,13 @@ fn parse() -> Result<Args, String> {
             "--work" => work = value()?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--reps" => reps = value()?.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--plan" => {
+                planning = match value()?.as_str() {
+                    "heuristic" => Planning::Heuristic,
+                    "measure" => Planning::Measure,
+                    other => return Err(format!("--plan {other}: heuristic or measure")),
+                }
+            }
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -65,6 +77,7 @@ fn parse() -> Result<Args, String> {
         works,
         threads,
         reps,
+        planning,
         sgemm: work == "sgemm",
     })
 }
@@ -81,10 +94,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// One repetition of the shape's forward (see [`ForwardBench::run`]: a streaming shape's
 /// repetition is all its calls).
-fn forward(shape: &'static BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
+fn forward(shape: &'static BenchShape, args: &Args) -> Result<f64, String> {
+    let (threads, reps) = (args.threads, args.reps);
     let options = LstmOptions {
         isa: None,
         threads: Some(threads),
+        planning: args.planning,
         ..Default::default()
     };
     let mut bench = ForwardBench::new(shape, options).map_err(|e| e.to_string())?;
@@ -102,11 +117,13 @@ fn forward(shape: &'static BenchShape, threads: usize, reps: usize) -> Result<f6
 }
 
 /// Forward-training plus backward with a fixed upstream gradient of the output.
-fn train(shape: &BenchShape, threads: usize, reps: usize) -> Result<f64, String> {
+fn train(shape: &BenchShape, args: &Args) -> Result<f64, String> {
+    let (threads, reps) = (args.threads, args.reps);
     let lstm = shape
         .lstm(LstmOptions {
             isa: None,
             threads: Some(threads),
+            planning: args.planning,
             ..Default::default()
         })
         .map_err(|e| e.to_string())?;
@@ -177,7 +194,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("bench: {e}");
             eprintln!(
-                "usage: bench --shape NAME|all --work forward|train|all --threads N --reps K"
+                "usage: bench --shape NAME|all --work forward|train|all --threads N --reps K [--plan heuristic|measure]"
             );
             return ExitCode::from(2);
         }
@@ -190,9 +207,9 @@ fn main() -> ExitCode {
             }
             let result = match work {
                 Work::Forward if args.sgemm => sgemm_ceiling(shape, args.threads, args.reps),
-                Work::Forward => forward(shape, args.threads, args.reps),
+                Work::Forward => forward(shape, &args),
                 Work::Train if shape.name == "seed-ptb-lm" => lm_train(args.threads, args.reps),
-                Work::Train => train(shape, args.threads, args.reps),
+                Work::Train => train(shape, &args),
             };
             match result {
                 Ok(median_s) => println!(

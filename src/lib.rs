@@ -93,7 +93,7 @@ pub mod reference;
 
 pub use api::input::{ForwardInput, InitialState};
 pub use api::lstm::Lstm;
-pub use api::options::LstmOptions;
+pub use api::options::{LstmOptions, Planning};
 pub use api::train::{Gradients, TrainReserve, Upstream};
 pub use api::workspace::Workspace;
 pub use lstm_kernels_simd::{available_isas, bounds, cpu_isas, isa_status, Isa, IsaStatus};

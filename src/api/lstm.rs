@@ -3,25 +3,30 @@
 //! every input before the engine runs.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lstm_kernels_simd::{Isa, Kernels};
 use rayon::ThreadPool;
 
 use crate::engine::backward::backward;
 use crate::engine::context::ExecContext;
-use crate::engine::forward::forward;
+use crate::engine::forward::{forward, ForwardBuffers};
 use crate::engine::machine::Machine;
 use crate::engine::packed_cell::{pack_all, repack_into, PackedCell};
-use crate::engine::plan::{plan, Forced, Plan, PlanCache, TileSizes};
+use crate::engine::plan::{candidates, plan, Forced, Plan, PlanCache, PlanKey, TileSizes};
 use crate::engine::pool::thread_pool;
 use crate::engine::schedule::Schedule;
+use crate::engine::tape::Tape;
 use crate::model::error::{Error, Result};
 use crate::model::layout::SeqLayout;
+use crate::model::spec::LstmSpec;
+use crate::model::state::LstmState;
 use crate::model::weights::LstmWeights;
 
 use super::input::{prepare, ForwardInput};
-use super::options::LstmOptions;
+use super::options::{LstmOptions, Planning};
 use super::train::{prepare_backward, Gradients, TrainReserve, Upstream};
+use super::wisdom::{from_json, to_json};
 use super::workspace::{fits, Workspace};
 
 /// An LSTM ready to run: its weights, repacked once for the chosen SIMD kernels, and its
@@ -33,6 +38,7 @@ pub struct Lstm {
     ctx: ExecContext,
     cells: Vec<PackedCell>,
     forced: Forced,
+    planning: Planning,
     plans: PlanCache,
 }
 
@@ -75,6 +81,7 @@ impl Lstm {
             step_projection: options.step_projection,
             split_rows: options.split_rows,
         };
+        lstm.planning = options.planning;
         Ok(lstm)
     }
 
@@ -107,6 +114,7 @@ impl Lstm {
             ctx,
             cells,
             forced: Forced::default(),
+            planning: Planning::Heuristic,
             plans: PlanCache::default(),
         })
     }
@@ -231,25 +239,74 @@ impl Lstm {
         self.run_backward(input, reserve, upstream, ws, grads)
     }
 
-    /// The plan for a pass over `sched` of `steps` steps: made once per (sequences active
-    /// at the first step, steps) and kept.
+    /// What a plan is kept under: (sequences active at the first step, steps).
+    fn plan_key(&self, sched: &Schedule, steps: usize) -> PlanKey {
+        (sched.active.first().copied().unwrap_or(0), steps)
+    }
+
+    fn tiles(&self) -> TileSizes {
+        TileSizes {
+            unit: self.ctx.kernels.unit_tile(),
+            mr: self.ctx.kernels.mr(),
+        }
+    }
+
+    /// `rule` (the planner's [`plan`], or its [`candidates`]) applied to `key` on this
+    /// `Lstm`'s spec, threads, tiles, machine and forced choices.
+    fn planned<T>(
+        &self,
+        (rows, steps): PlanKey,
+        rule: fn(&LstmSpec, usize, usize, usize, TileSizes, Machine, Forced) -> T,
+    ) -> T {
+        let spec = self.weights.spec();
+        let (threads, machine) = (self.ctx.threads, Machine::detect());
+        rule(
+            spec,
+            rows,
+            steps,
+            threads,
+            self.tiles(),
+            machine,
+            self.forced,
+        )
+    }
+
+    /// The plan for a pass over `sched` of `steps` steps: the one kept for its key, or
+    /// the heuristic's, kept from then on.
     fn plan(&self, sched: &Schedule, steps: usize) -> Arc<Plan> {
-        let rows = sched.active.first().copied().unwrap_or(0);
-        self.plans.get_or_make((rows, steps), || {
-            let tiles = TileSizes {
-                unit: self.ctx.kernels.unit_tile(),
-                mr: self.ctx.kernels.mr(),
-            };
-            plan(
-                self.weights.spec(),
-                rows,
-                steps,
-                self.ctx.threads,
-                tiles,
-                Machine::detect(),
-                self.forced,
-            )
-        })
+        let key = self.plan_key(sched, steps);
+        self.plans.get_or_make(key, || self.planned(key, plan))
+    }
+
+    /// The plans this `Lstm` has chosen so far (made by the heuristic or measured), as a
+    /// JSON plans file ("wisdom") that [`Lstm::load_plans_json`] reads back, on this
+    /// machine or another with as many threads.
+    pub fn plans_json(&self) -> String {
+        let plans: Vec<(PlanKey, Plan)> = self
+            .plans
+            .entries()
+            .into_iter()
+            .map(|(k, p)| (k, (*p).clone()))
+            .collect();
+        to_json(self.weights.spec(), &plans)
+    }
+
+    /// Loads the plans of a plans file written by [`Lstm::plans_json`] for the same stack,
+    /// so that a server starts with the plans it measured before; returns how many were
+    /// loaded. Plans for more threads than this `Lstm` has are left out.
+    ///
+    /// # Errors
+    /// [`Error::Format`] when `json` is not a plans file or a plan in it is malformed
+    /// (cells that do not match the stack, a backward split by rows where the cell forbids
+    /// it, zero threads); [`Error::Config`] when it was made for another stack. Nothing is
+    /// loaded then.
+    pub fn load_plans_json(&self, json: &str) -> Result<usize> {
+        let (plans, _) = from_json(json, self.weights.spec(), self.ctx.threads)?;
+        let n = plans.len();
+        for (key, plan) in plans {
+            self.plans.insert(key, plan);
+        }
+        Ok(n)
     }
 
     /// The forward pass on validated input; with a reserve, for training.
@@ -279,24 +336,68 @@ impl Lstm {
         } = ws;
         let lengths = &lengths[..batch];
         fast.sched.rebuild(lengths);
-        let plan = self.plan(&fast.sched, steps);
-        let tape = train.as_deref_mut().map(|t| {
+        let key = self.plan_key(&fast.sched, steps);
+        let mut tape = train.as_deref_mut().map(|t| {
             t.filled = false;
             &mut t.tape
         });
-        let done = forward(
-            &self.ctx,
-            spec,
-            &self.cells,
-            &plan,
-            input.data,
-            layout,
-            lengths,
-            state,
-            output,
-            fast,
-            tape,
-        );
+        // One pass on `plan`; the rest is this call's.
+        let pass = |plan: &Plan,
+                    state: &mut LstmState,
+                    output: &mut [f32],
+                    fast: &mut ForwardBuffers,
+                    tape: Option<&mut Tape>| {
+            forward(
+                &self.ctx,
+                spec,
+                &self.cells,
+                plan,
+                input.data,
+                layout,
+                lengths,
+                state,
+                output,
+                fast,
+                tape,
+            )
+        };
+        let done = match (self.planning, self.plans.get(key)) {
+            (Planning::Measure, None) => {
+                // Every candidate computes the same bits, so the last run's output and
+                // final state stand; each run starts from the call's initial state.
+                let initial = state.clone();
+                let mut best: Option<(Duration, Plan)> = None;
+                let mut done = Ok(());
+                for candidate in self.planned(key, candidates) {
+                    let mut fastest = Duration::MAX;
+                    // The fastest of three: a shared machine's hiccup in one run does
+                    // not decide.
+                    for _ in 0..3 {
+                        state.clone_from(&initial);
+                        let t0 = Instant::now();
+                        done = pass(&candidate, state, output, fast, tape.as_deref_mut());
+                        fastest = fastest.min(t0.elapsed());
+                        if done.is_err() {
+                            break;
+                        }
+                    }
+                    if done.is_err() {
+                        break;
+                    }
+                    if best.as_ref().is_none_or(|(t, _)| fastest < *t) {
+                        best = Some((fastest, candidate));
+                    }
+                }
+                if let (Ok(()), Some((_, plan))) = (&done, best) {
+                    self.plans.insert(key, plan);
+                }
+                done
+            }
+            (_, found) => {
+                let plan = found.unwrap_or_else(|| self.plans.insert(key, self.planned(key, plan)));
+                pass(&plan, state, output, fast, tape)
+            }
+        };
         if let Err(e) = done {
             *state_batch = None;
             return Err(e);

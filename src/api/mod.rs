@@ -6,4 +6,5 @@ pub(crate) mod input;
 pub(crate) mod lstm;
 pub(crate) mod options;
 pub(crate) mod train;
+pub(crate) mod wisdom;
 pub(crate) mod workspace;

@@ -3,6 +3,23 @@
 
 use lstm_kernels_simd::Isa;
 
+/// How an [`Lstm`](crate::Lstm) chooses the plan of a call shape (its threads, how they
+/// share each layer, where the input projection runs): every plan gives the same bits, so
+/// this is a matter of speed only. A fixed plan is the options that force each choice
+/// (`call_threads`, `split_rows`, `step_projection`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Planning {
+    /// The planner's rules, from the machine's caches and the call's size (no timing).
+    #[default]
+    Heuristic,
+    /// The first forward call of each (batch, steps) shape times the candidate plans on
+    /// its own input (each three times, keeping the fastest run; the choices the options force stay fixed) and keeps
+    /// the fastest, as cuDNN's benchmark mode and FFTW's planner do: that call costs
+    /// several passes, the next ones none. [`Lstm::plans_json`](crate::Lstm::plans_json)
+    /// saves what was chosen.
+    Measure,
+}
+
 /// How to build an [`Lstm`](crate::Lstm).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LstmOptions {
@@ -17,6 +34,8 @@ pub struct LstmOptions {
     /// per step); `Some(n)` uses `n` whatever the work (tests use it to run the thread
     /// splits on small problems). A matter of speed only: the same bits either way.
     pub call_threads: Option<usize>,
+    /// How each call shape's plan is chosen (see [`Planning`]).
+    pub planning: Planning,
     /// Where a layer's input projection runs: `Some(true)` inside the time loop, each
     /// step's own in the same `k` loop as its recurrent product; `Some(false)` as one
     /// product over every step up front; `None` lets the planner decide per layer (in the

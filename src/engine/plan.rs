@@ -313,6 +313,86 @@ pub(crate) fn threads_that_pay(
     n
 }
 
+/// The plans worth timing for a call of `rows` sequences and `steps` steps, the
+/// heuristic's ([`plan`]) first: on one thread and on every thread (and the heuristic's
+/// count), split by rows and by units, the projection up front and in the k loop, each
+/// choice for every cell at once. What `forced` fixes stays fixed. Every candidate gives
+/// the same bits, so any one may be kept.
+pub(crate) fn candidates(
+    spec: &LstmSpec,
+    rows: usize,
+    steps: usize,
+    threads: usize,
+    tiles: TileSizes,
+    machine: Machine,
+    forced: Forced,
+) -> Vec<Plan> {
+    let heuristic = plan(spec, rows, steps, threads, tiles, machine, forced);
+    let mut counts = vec![heuristic.threads, 1, threads.max(1)];
+    if let Some(n) = forced.threads {
+        counts = vec![n.clamp(1, threads.max(1))];
+    }
+    counts.dedup();
+    let bools = |f: Option<bool>| f.map_or(vec![false, true], |b| vec![b]);
+    let mut out = vec![heuristic];
+    for &n in &counts {
+        for by_rows in bools(forced.split_rows) {
+            for fuse in bools(forced.step_projection) {
+                let cells = (0..spec.num_cells())
+                    .map(|k| {
+                        let layer = spec.layers()[spec.cell_layer(k)];
+                        let rows_ok = by_rows && n > 1;
+                        CellPlan {
+                            by_rows: rows_ok,
+                            fuse,
+                            backward_by_rows: rows_ok
+                                && !spec.use_peepholes()
+                                && layer.proj_size.is_none(),
+                        }
+                    })
+                    .collect();
+                let p = Plan { threads: n, cells };
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// Checks a plan from outside (a wisdom file) against `spec` and the `threads` the
+    /// `Lstm` has: one cell plan per cell, `1..=threads` threads, and the backward split
+    /// by rows only where the cell allows it (peepholes and projections need every row's
+    /// units in one thread).
+    pub fn check(&self, spec: &LstmSpec, threads: usize) -> Result<(), String> {
+        if self.cells.len() != spec.num_cells() {
+            return Err(format!(
+                "{} cell plans for a stack of {} cells",
+                self.cells.len(),
+                spec.num_cells()
+            ));
+        }
+        if !(1..=threads.max(1)).contains(&self.threads) {
+            return Err(format!("{} threads, expected 1..={threads}", self.threads));
+        }
+        for (k, c) in self.cells.iter().enumerate() {
+            let layer = spec.layers()[spec.cell_layer(k)];
+            let may = !spec.use_peepholes() && layer.proj_size.is_none();
+            if c.backward_by_rows && !(c.by_rows && may) {
+                return Err(format!(
+                    "cell {k}: a backward split by rows needs a forward split by rows and no peepholes or projection"
+                ));
+            }
+            if c.by_rows && self.threads == 1 {
+                return Err(format!("cell {k}: split by rows on one thread"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A cell's sizes as the plan weighs them.
 #[derive(Debug, Clone, Copy)]
 struct CellShape {
@@ -405,16 +485,40 @@ impl PlanCache {
 
     /// The plan for `key`, made by `make` the first time.
     pub fn get_or_make(&self, key: PlanKey, make: impl FnOnce() -> Plan) -> Arc<Plan> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, p)) = entries.iter().find(|(k, _)| *k == key) {
-            return Arc::clone(p);
+        if let Some(p) = self.get(key) {
+            return p;
         }
-        let p = Arc::new(make());
+        self.insert(key, make())
+    }
+
+    /// The plan kept for `key`, if any.
+    pub fn get(&self, key: PlanKey) -> Option<Arc<Plan>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, p)| Arc::clone(p))
+    }
+
+    /// Keeps `plan` for `key` (replacing one kept for it; past [`Self::CAPACITY`] the
+    /// oldest goes).
+    pub fn insert(&self, key: PlanKey, plan: Plan) -> Arc<Plan> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _)| *k != key);
         if entries.len() == Self::CAPACITY {
             entries.remove(0);
         }
+        let p = Arc::new(plan);
         entries.push((key, Arc::clone(&p)));
         p
+    }
+
+    /// Every kept plan with its key, oldest first.
+    pub fn entries(&self) -> Vec<(PlanKey, Arc<Plan>)> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -703,6 +807,41 @@ mod tests {
             Forced::default(),
         );
         assert_eq!(big.threads, 2);
+    }
+
+    #[test]
+    fn the_candidates_start_with_the_heuristic_and_keep_what_is_forced() {
+        let peep = LstmSpec::builder(64, &[64, 32])
+            .peepholes(true)
+            .build()
+            .unwrap();
+        for spec in [stack(200, &[256, 128]), peep] {
+            for threads in [1, 2, 8] {
+                let none = Forced::default();
+                let all = candidates(&spec, 60, 20, threads, AVX512, xeon(), none);
+                assert_eq!(all[0], plan(&spec, 60, 20, threads, AVX512, xeon(), none));
+                for (i, p) in all.iter().enumerate() {
+                    p.check(&spec, threads).unwrap();
+                    assert!(!all[..i].contains(p), "a candidate twice");
+                }
+                // 1 and `threads` threads, by rows and by units, fused or not.
+                assert!(all.iter().any(|p| p.threads == 1));
+                assert!(all.iter().any(|p| p.threads == threads));
+                assert_eq!(all.iter().any(|p| p.cells[0].by_rows), threads > 1);
+                assert!(
+                    all.iter().any(|p| p.cells[0].fuse) && all.iter().any(|p| !p.cells[0].fuse)
+                );
+                let forced = Forced {
+                    threads: Some(1),
+                    step_projection: Some(true),
+                    split_rows: None,
+                };
+                for p in candidates(&spec, 60, 20, threads, AVX512, xeon(), forced) {
+                    assert_eq!(p.threads, 1);
+                    assert!(p.cells.iter().all(|c| c.fuse && !c.by_rows));
+                }
+            }
+        }
     }
 
     #[test]

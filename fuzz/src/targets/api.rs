@@ -15,7 +15,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use lstm_kernels::{
     reference, CellState, ForwardInput, Gradients, InitialState, Lstm, LstmOptions, LstmSpec,
-    LstmState, LstmWeights, TrainReserve, Upstream, Workspace,
+    LstmState, LstmWeights, Planning, TrainReserve, Upstream, Workspace,
 };
 
 use super::isa;
@@ -171,7 +171,8 @@ pub struct ApiCase {
     pub data: Len,
     /// The input's value, an index into [`values::FLOATS`].
     pub fill: u8,
-    /// Threads, `% 3 + 1`; below 128 every call uses them all (`call_threads`).
+    /// Threads, `% 3 + 1`; below 128 every call uses them all (`call_threads`); bit 6
+    /// measures the plans (`Planning::Measure`).
     pub threads: u8,
     /// ISA choice (see [`super::isa_choices`]).
     pub isa: u8,
@@ -312,6 +313,12 @@ pub fn run_case(c: &ApiCase) -> Vec<bool> {
         // Mostly every call on all of them (small cases then run the thread splits), and
         // with the high bit set the planner's choice.
         call_threads: (c.threads < 128).then_some(c.threads as usize % 3 + 1),
+        // Bit 6: time the candidate plans on the first call of each shape.
+        planning: if c.threads & 64 != 0 {
+            Planning::Measure
+        } else {
+            Planning::Heuristic
+        },
         step_projection: c.step_projection,
         split_rows: c.split_rows,
         pin_threads: c.pin_threads,
