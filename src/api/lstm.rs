@@ -370,14 +370,18 @@ impl Lstm {
                 let mut done = Ok(());
                 for candidate in self.planned(key, candidates) {
                     let mut fastest = Duration::MAX;
-                    // The fastest of three: a shared machine's hiccup in one run does
-                    // not decide.
+                    // The fastest of three, so that a shared machine's hiccup in one
+                    // run does not decide; a candidate more than twice as slow as the
+                    // best so far gets no second run (a bad plan, say more threads than
+                    // CPUs, can be many times slower, and every run of it is paid).
                     for _ in 0..3 {
                         state.clone_from(&initial);
                         let t0 = Instant::now();
                         done = pass(&candidate, state, output, fast, tape.as_deref_mut());
-                        fastest = fastest.min(t0.elapsed());
-                        if done.is_err() {
+                        let took = t0.elapsed();
+                        fastest = fastest.min(took);
+                        let hopeless = best.as_ref().is_some_and(|(t, _)| took > *t * 2);
+                        if done.is_err() || hopeless {
                             break;
                         }
                     }

@@ -13,10 +13,12 @@ pub enum Planning {
     #[default]
     Heuristic,
     /// The first forward call of each (batch, steps) shape times the candidate plans on
-    /// its own input (each three times, keeping the fastest run; the choices the options force stay fixed) and keeps
-    /// the fastest, as cuDNN's benchmark mode and FFTW's planner do: that call costs
-    /// several passes, the next ones none. [`Lstm::plans_json`](crate::Lstm::plans_json)
-    /// saves what was chosen.
+    /// its own input (each up to three times, keeping its fastest run; one run when it is
+    /// more than twice as slow as the best so far; the choices the options force stay
+    /// fixed) and keeps the fastest, as cuDNN's benchmark mode and FFTW's planner do: that
+    /// call costs several passes (and a slow candidate's pass: with more threads than
+    /// CPUs, a plan that splits every step between them is many times slower), the next
+    /// ones none. [`Lstm::plans_json`](crate::Lstm::plans_json) saves what was chosen.
     Measure,
 }
 
