@@ -29,7 +29,8 @@ pub struct LstmOptions {
     /// `LSTM_KERNELS_ISA` environment variable names: `scalar`, `avx2`, `avx512`, `neon`).
     pub isa: Option<Isa>,
     /// Threads; `None` uses every core. Each call uses as many of them as its work pays
-    /// for (a small call runs on the calling thread alone), unless `call_threads` says.
+    /// for (a small call runs on the calling thread alone) and no more than the process
+    /// has CPUs, unless `call_threads` says.
     pub threads: Option<usize>,
     /// Threads every call uses, at most `threads`: `None` lets the planner choose per call
     /// shape (as many as pay: each extra thread costs a hand-off per call and a barrier

@@ -12,8 +12,9 @@
 use std::sync::OnceLock;
 
 /// The environment variable that replaces the detected caches:
-/// `l1d=48K,l2=2M,l3=32M,l2_shared=1,l3_shared=8` (any subset; sizes in bytes or with
-/// `K`/`M`; `*_shared` is how many CPUs share one such cache).
+/// `l1d=48K,l2=2M,l3=32M,l2_shared=1,l3_shared=8,cpus=4` (any subset; sizes in bytes or
+/// with `K`/`M`; `*_shared` is how many CPUs share one such cache, `cpus` how many the
+/// process may run on).
 pub(crate) const MACHINE_VAR: &str = "LSTM_KERNELS_MACHINE";
 
 /// Cache sizes of one core, in bytes, and how many CPUs share each.
@@ -30,6 +31,9 @@ pub(crate) struct Machine {
     pub l2_shared: usize,
     /// CPUs sharing one L3.
     pub l3_shared: usize,
+    /// CPUs this process may run on (its affinity mask): more threads than this only
+    /// wait for each other at every barrier.
+    pub cpus: usize,
 }
 
 impl Machine {
@@ -40,6 +44,7 @@ impl Machine {
         l3_bytes: 0,
         l2_shared: 1,
         l3_shared: 1,
+        cpus: 1024,
     };
 
     /// This machine's caches, read once per process (see the module's doc), with
@@ -47,7 +52,10 @@ impl Machine {
     pub fn detect() -> Machine {
         static DETECTED: OnceLock<Machine> = OnceLock::new();
         *DETECTED.get_or_init(|| {
-            let detected = os::read().unwrap_or(Machine::FALLBACK);
+            let detected = Machine {
+                cpus: os::cpus(),
+                ..os::read().unwrap_or(Machine::FALLBACK)
+            };
             match std::env::var(MACHINE_VAR) {
                 Ok(spec) => detected.with_overrides(&spec).unwrap_or_else(|e| {
                     eprintln!("lstm-kernels: ignoring {MACHINE_VAR}: {e}");
@@ -83,9 +91,10 @@ impl Machine {
                 "l3" => self.l3_bytes = bytes()?,
                 "l2_shared" => self.l2_shared = count()?,
                 "l3_shared" => self.l3_shared = count()?,
+                "cpus" => self.cpus = count()?,
                 other => {
                     return Err(format!(
-                        "unknown key `{other}` (l1d, l2, l3, l2_shared, l3_shared)"
+                        "unknown key `{other}` (l1d, l2, l3, l2_shared, l3_shared, cpus)"
                     ))
                 }
             }
@@ -126,6 +135,7 @@ fn combine(cpus: &[Vec<Cache>]) -> Option<Machine> {
         l3_bytes,
         l2_shared,
         l3_shared,
+        cpus: cpus.len().max(1),
     })
 }
 
@@ -210,6 +220,11 @@ mod os {
             .collect()
     }
 
+    /// How many CPUs the affinity mask has.
+    pub(super) fn cpus() -> usize {
+        allowed_cpus().len().max(1)
+    }
+
     /// The caches of every CPU of the affinity mask.
     pub(super) fn read() -> Option<Machine> {
         let allowed = allowed_cpus();
@@ -240,8 +255,13 @@ mod os {
         (rc == 0 && value > 0).then_some(value as usize)
     }
 
+    pub(super) fn cpus() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
     pub(super) fn read() -> Option<Machine> {
         Some(Machine {
+            cpus: cpus(),
             l1d_bytes: sysctl("hw.l1dcachesize")?,
             l2_bytes: sysctl("hw.l2cachesize")?,
             l3_bytes: sysctl("hw.l3cachesize").unwrap_or(0),
@@ -256,6 +276,10 @@ mod os {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod os {
     use super::Machine;
+
+    pub(super) fn cpus() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 
     pub(super) fn read() -> Option<Machine> {
         super::cpuid::read()
@@ -372,6 +396,7 @@ mod tests {
                 l3_bytes: 30 << 20,
                 l2_shared: 4,
                 l3_shared: 8,
+                cpus: 2,
             }
         );
         assert_eq!(m.l2_per_thread(), 512 << 10);
@@ -383,7 +408,7 @@ mod tests {
     #[test]
     fn the_override_replaces_what_it_names() {
         let zen4 = Machine::FALLBACK
-            .with_overrides("l1d=32K, l2=1M,l3=32M,l3_shared=8")
+            .with_overrides("l1d=32K, l2=1M,l3=32M,l3_shared=8,cpus=2")
             .unwrap();
         assert_eq!(
             zen4,
@@ -393,6 +418,7 @@ mod tests {
                 l3_bytes: 32 << 20,
                 l2_shared: 1,
                 l3_shared: 8,
+                cpus: 2,
             }
         );
         for bad in ["l2", "l2=big", "l4=1M", "l2_shared=0"] {
@@ -409,7 +435,7 @@ mod tests {
             m.l1d_bytes >= 16 << 10 && m.l2_bytes >= m.l1d_bytes,
             "{m:?}"
         );
-        assert!(m.l2_shared >= 1 && m.l3_shared >= 1, "{m:?}");
+        assert!(m.l2_shared >= 1 && m.l3_shared >= 1 && m.cpus >= 1, "{m:?}");
         #[cfg(target_arch = "x86_64")]
         {
             let c = cpuid::read().expect("CPUID describes the caches");

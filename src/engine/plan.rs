@@ -236,9 +236,14 @@ pub(crate) fn plan(
     machine: Machine,
     forced: Forced,
 ) -> Plan {
+    // More threads than CPUs only wait for each other at every barrier: a forced count
+    // aside, the plan never uses them.
     let threads = match forced.threads {
         Some(n) => n.clamp(1, threads.max(1)),
-        None => threads_that_pay(spec, rows, steps, threads, tiles, machine),
+        None => {
+            let usable = threads.clamp(1, machine.cpus.max(1));
+            threads_that_pay(spec, rows, steps, usable, tiles, machine)
+        }
     };
     let cells = (0..spec.num_cells())
         .map(|k| {
@@ -314,8 +319,8 @@ pub(crate) fn threads_that_pay(
 }
 
 /// The plans worth timing for a call of `rows` sequences and `steps` steps, the
-/// heuristic's ([`plan`]) first: on one thread and on every thread (and the heuristic's
-/// count), split by rows and by units, the projection up front and in the k loop, each
+/// heuristic's ([`plan`]) first: on one thread and on every thread there is a CPU for
+/// (and the heuristic's count), split by rows and by units, the projection up front and in the k loop, each
 /// choice for every cell at once. What `forced` fixes stays fixed. Every candidate gives
 /// the same bits, so any one may be kept.
 pub(crate) fn candidates(
@@ -328,7 +333,7 @@ pub(crate) fn candidates(
     forced: Forced,
 ) -> Vec<Plan> {
     let heuristic = plan(spec, rows, steps, threads, tiles, machine, forced);
-    let mut counts = vec![heuristic.threads, 1, threads.max(1)];
+    let mut counts = vec![heuristic.threads, 1, threads.clamp(1, machine.cpus.max(1))];
     if let Some(n) = forced.threads {
         counts = vec![n.clamp(1, threads.max(1))];
     }
@@ -807,6 +812,18 @@ mod tests {
             Forced::default(),
         );
         assert_eq!(big.threads, 2);
+        // No more threads than CPUs, unless forced; nor among the candidates.
+        let two_cpus = Machine { cpus: 2, ..zen4() };
+        let spec = stack(1024, &[1024]);
+        let none = Forced::default();
+        assert_eq!(plan(&spec, 64, 25, 8, AVX512, two_cpus, none).threads, 2);
+        let three = Forced {
+            threads: Some(3),
+            ..Forced::default()
+        };
+        assert_eq!(plan(&spec, 64, 25, 8, AVX512, two_cpus, three).threads, 3);
+        let all = candidates(&spec, 64, 25, 8, AVX512, two_cpus, none);
+        assert!(all.iter().all(|p| p.threads <= 2));
     }
 
     #[test]
