@@ -51,8 +51,6 @@ pub struct BenchShape {
     /// Streaming: one repetition is this many calls of `T` steps, each starting from the
     /// state the previous left (`InitialState::Carry`); 0 is one call.
     pub stream_calls: usize,
-    /// One of the serving shapes (the suite's second table).
-    pub serving: bool,
 }
 
 /// The fields every shape shares unless it says otherwise.
@@ -66,7 +64,6 @@ const PLAIN: BenchShape = BenchShape {
     bidirectional: false,
     proj: None,
     stream_calls: 0,
-    serving: false,
 };
 
 /// Every shape of the suite, in its order: the main table, then the serving shapes.
@@ -130,7 +127,6 @@ pub const SHAPES: &[BenchShape] = &[
         batch: 1,
         steps: 1,
         stream_calls: 50,
-        serving: true,
         ..PLAIN
     },
     BenchShape {
@@ -138,7 +134,6 @@ pub const SHAPES: &[BenchShape] = &[
         layers: &[(64, 128), (128, 128)],
         batch: 4,
         steps: 100,
-        serving: true,
         ..PLAIN
     },
     BenchShape {
@@ -147,7 +142,6 @@ pub const SHAPES: &[BenchShape] = &[
         batch: 16,
         steps: 60,
         bidirectional: true,
-        serving: true,
         ..PLAIN
     },
     BenchShape {
@@ -156,7 +150,6 @@ pub const SHAPES: &[BenchShape] = &[
         batch: 8,
         steps: 80,
         proj: Some(192),
-        serving: true,
         ..PLAIN
     },
 ];

@@ -26,7 +26,6 @@ class Shape:
     bidirectional: bool = False
     proj: Optional[int] = None  # every layer's proj_size
     stream_calls: int = 0  # > 0: a repetition is this many calls of T steps, state carried
-    serving: bool = False
 
     @property
     def dirs(self) -> int:
@@ -89,12 +88,10 @@ SHAPES = {
         Shape("train-b32-h512", ((512, 512),), 32, 25, ("train",)),
         Shape("varlen-b64-h512", ((512, 512),), 64, 100, ("forward",), lengths=VARLEN_LENGTHS),
         Shape("seed-ptb-lm", SEED_PTB_LAYERS, 60, 20, ("train",), vocab=10000, embed=200),
-        Shape("stream-b1-h512-t1", ((128, 512),), 1, 1, ("forward",), stream_calls=50, serving=True),
-        Shape("small-b4-h128-t100", ((64, 128), (128, 128)), 4, 100, ("forward",), serving=True),
-        Shape("bidir-b16-h384-t60", ((160, 384),), 16, 60, ("forward",), bidirectional=True,
-              serving=True),
-        Shape("lstmp-b8-h768p192-t80", ((80, 768), (192, 768)), 8, 80, ("forward",), proj=192,
-              serving=True),
+        Shape("stream-b1-h512-t1", ((128, 512),), 1, 1, ("forward",), stream_calls=50),
+        Shape("small-b4-h128-t100", ((64, 128), (128, 128)), 4, 100, ("forward",)),
+        Shape("bidir-b16-h384-t60", ((160, 384),), 16, 60, ("forward",), bidirectional=True),
+        Shape("lstmp-b8-h768p192-t80", ((80, 768), (192, 768)), 8, 80, ("forward",), proj=192),
     ]
 }
 

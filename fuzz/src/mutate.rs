@@ -78,6 +78,16 @@ fn header_span(data: &[u8]) -> std::ops::Range<usize> {
     8..end.min(data.len())
 }
 
+/// One time in `one_in`, a lying safetensors header ([`header`]); one time in `one_in`,
+/// flipped, cut or grown bytes ([`bytes`]); otherwise the file as it is.
+pub fn sometimes(data: &mut Vec<u8>, rng: &mut Rng, max_len: usize, one_in: usize) {
+    match rng.below(one_in) {
+        0 => header(data, rng),
+        1 => bytes(data, rng, max_len),
+        _ => {}
+    }
+}
+
 /// Mutates safetensors bytes where the parser looks first: the header length or the JSON
 /// header's numbers and punctuation.
 pub fn header(data: &mut Vec<u8>, rng: &mut Rng) {

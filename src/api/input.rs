@@ -2,10 +2,10 @@
 //! the check of all of it against the spec before anything runs.
 
 use crate::model::error::{Error, Result};
-use crate::model::spec::{floats, LstmSpec};
+use crate::model::spec::LstmSpec;
 use crate::model::state::LstmState;
 
-use super::workspace::Workspace;
+use super::workspace::{fitting_tokens, Workspace};
 
 /// Where a forward pass starts from.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,10 +86,7 @@ pub(crate) fn prepare(spec: &LstmSpec, input: &ForwardInput<'_>, ws: &mut Worksp
     }
     // Every buffer of the pass holds at most `max_token_floats` per token: bound them all
     // here, before anything is sized or indexed from `B` and `T`.
-    let Some(tokens) = b
-        .checked_mul(t)
-        .filter(|&bt| floats(bt, spec.max_token_floats()).is_some())
-    else {
+    let Some(tokens) = fitting_tokens(spec, b, t) else {
         return Err(Error::Shape {
             tensor: "input".into(),
             expected: format!(

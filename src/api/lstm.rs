@@ -301,7 +301,7 @@ impl Lstm {
     /// it, zero threads); [`Error::Config`] when it was made for another stack. Nothing is
     /// loaded then.
     pub fn load_plans_json(&self, json: &str) -> Result<usize> {
-        let (plans, _) = from_json(json, self.weights.spec(), self.ctx.threads)?;
+        let plans = from_json(json, self.weights.spec(), self.ctx.threads)?;
         let n = plans.len();
         for (key, plan) in plans {
             self.plans.insert(key, plan);
@@ -309,10 +309,9 @@ impl Lstm {
         Ok(n)
     }
 
-    /// The forward pass on validated input; with a reserve, for training.
-    /// Runs a pass `prepare` has accepted. On error (a scratch buffer the machine cannot
-    /// allocate) nothing ran: the workspace holds no state to carry and the reserve no
-    /// pass to differentiate.
+    /// The forward pass on input `prepare` has accepted; with a reserve, for training. On
+    /// error (a scratch buffer the machine cannot allocate) nothing ran: the workspace
+    /// holds no state to carry and the reserve no pass to differentiate.
     fn run(
         &self,
         input: &ForwardInput<'_>,

@@ -60,16 +60,13 @@ impl Gradients {
     /// machine cannot allocate, leave them empty until then.
     pub fn zeros(spec: &LstmSpec, batch: usize, steps: usize) -> Self {
         let sized = || -> Result<(Vec<f32>, LstmState)> {
-            if !fits(spec, batch, steps) {
-                return Err(Error::Config(String::new()));
-            }
-            Ok((
-                zeros(batch * steps * spec.input_size(), "grad_input")?,
-                LstmState::try_zeros(spec, batch)?,
-            ))
+            let input = zeros(batch * steps * spec.input_size(), "grad_input")?;
+            Ok((input, LstmState::try_zeros(spec, batch)?))
         };
-        let (input, initial_state) =
-            sized().unwrap_or_else(|_| (Vec::new(), LstmState::zeros(spec, 0)));
+        let (input, initial_state) = fits(spec, batch, steps)
+            .then(sized)
+            .and_then(Result::ok)
+            .unwrap_or_else(|| (Vec::new(), LstmState::zeros(spec, 0)));
         Gradients {
             weights: LstmWeights::zeros(spec),
             input,

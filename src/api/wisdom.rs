@@ -70,13 +70,12 @@ fn flag(v: &Value, field: &str) -> Result<bool> {
 }
 
 /// The plans of a plans file made for `spec`, each checked against it; plans for more
-/// threads than `threads` are left out (made on a larger machine), as the second value
-/// counts.
+/// threads than `threads` are left out (made on a larger machine).
 pub(crate) fn from_json(
     text: &str,
     spec: &LstmSpec,
     threads: usize,
-) -> Result<(Vec<(PlanKey, Plan)>, usize)> {
+) -> Result<Vec<(PlanKey, Plan)>> {
     let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
     match v.get("format").and_then(Value::as_str) {
         Some(FORMAT) => {}
@@ -93,7 +92,7 @@ pub(crate) fn from_json(
         .get("plans")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("`plans` is not a list"))?;
-    let (mut plans, mut skipped) = (Vec::new(), 0);
+    let mut plans = Vec::new();
     for (i, p) in list.iter().enumerate() {
         let cells = p
             .get("cells")
@@ -113,12 +112,11 @@ pub(crate) fn from_json(
             cells,
         };
         if plan.threads > threads {
-            skipped += 1;
             continue;
         }
         plan.check(spec, threads)
             .map_err(|e| bad(format!("plan {i}: {e}")))?;
         plans.push(((uint(p, "rows")?, uint(p, "steps")?), plan));
     }
-    Ok((plans, skipped))
+    Ok(plans)
 }

@@ -98,11 +98,15 @@ impl Workspace {
     }
 }
 
-/// Whether every buffer of a pass of `batch` sequences of `steps` steps can exist (the
-/// check `prepare` makes of a pass's input).
-pub(crate) fn fits(spec: &LstmSpec, batch: usize, steps: usize) -> bool {
+/// `batch * steps` tokens, when every buffer of a pass over them can exist: each holds at
+/// most `max_token_floats` per token (the check `prepare` makes of a pass's input).
+pub(crate) fn fitting_tokens(spec: &LstmSpec, batch: usize, steps: usize) -> Option<usize> {
     batch
         .checked_mul(steps)
-        .and_then(|tokens| floats(tokens, spec.max_token_floats()))
-        .is_some()
+        .filter(|&tokens| floats(tokens, spec.max_token_floats()).is_some())
+}
+
+/// Whether every buffer of a pass of `batch` sequences of `steps` steps can exist.
+pub(crate) fn fits(spec: &LstmSpec, batch: usize, steps: usize) -> bool {
+    fitting_tokens(spec, batch, steps).is_some()
 }

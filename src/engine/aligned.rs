@@ -59,7 +59,8 @@ pub(crate) struct AlignedVec {
 }
 
 impl AlignedVec {
-    /// `n` zeros; [`Error::OutOfMemory`](crate::Error::OutOfMemory) naming `buffer` when they cannot be allocated.
+    /// `n` zeros; [`Error::OutOfMemory`](crate::Error::OutOfMemory) naming `buffer` when
+    /// they cannot be allocated.
     pub fn zeroed(n: usize, buffer: &str) -> Result<Self> {
         let huge = n.saturating_mul(std::mem::size_of::<f32>()) >= HUGE_FROM;
         let (pad, align) = if huge {
@@ -77,8 +78,8 @@ impl AlignedVec {
             // On a 2 MiB boundary, and (Linux) asked to be backed by 2 MiB pages before
             // the zeros below touch them: an allocation this large is a fresh mapping, so
             // its pages are faulted in after the advice.
-            // SAFETY: `off + n <= total`, the capacity just reserved.
-            advise_huge(unsafe { buf.as_ptr().add(off) }, n);
+            // `off + n <= total`, the capacity just reserved.
+            advise_huge(buf.as_ptr().wrapping_add(off), n);
         }
         buf.resize(total, 0.0);
         Ok(AlignedVec { buf, off, len: n })

@@ -53,7 +53,7 @@ impl Machine {
         static DETECTED: OnceLock<Machine> = OnceLock::new();
         *DETECTED.get_or_init(|| {
             let detected = Machine {
-                cpus: os::cpus(),
+                cpus: process_cpus(),
                 ..os::read().unwrap_or(Machine::FALLBACK)
             };
             match std::env::var(MACHINE_VAR) {
@@ -152,6 +152,7 @@ fn parse_size(s: &str) -> Option<usize> {
 }
 
 /// A Linux CPU list (`0-3,8,10-11`) as CPU numbers.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // sysfs lists only
 fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
     let mut cpus = Vec::new();
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
@@ -169,30 +170,41 @@ fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
+/// The CPUs the calling thread may run on (its affinity mask, which `taskset` and
+/// cgroups set), in increasing order; empty where that cannot be read.
+#[cfg(target_os = "linux")]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain bits, for which all zeros is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes at most `size_of::<cpu_set_t>()` bytes into `set`.
+    let got =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if got != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE, the capacity of the set.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// How many CPUs this process may run on: its affinity mask, or every CPU where the mask
+/// cannot be read.
+fn process_cpus() -> usize {
+    match allowed_cpus().len() {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod os {
     use super::{combine, parse_cpu_list, parse_size, Cache, Machine};
-
-    /// The CPUs this process may run on (all online CPUs when the mask cannot be read).
-    fn allowed_cpus() -> Vec<usize> {
-        // SAFETY: `set` is a plain bit set the call fills; `sched_getaffinity(0, ..)`
-        // asks for this thread's mask, whose size we pass.
-        let mask = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
-                .then_some(set)
-        };
-        match mask {
-            Some(set) => (0..libc::CPU_SETSIZE as usize)
-                // SAFETY: `c` is below CPU_SETSIZE, the set's size.
-                .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-                .collect(),
-            None => std::fs::read_to_string("/sys/devices/system/cpu/online")
-                .ok()
-                .and_then(|s| parse_cpu_list(&s))
-                .unwrap_or_else(|| vec![0]),
-        }
-    }
 
     /// The data and unified caches sysfs lists for `cpu`, sharing counted within
     /// `allowed`.
@@ -220,14 +232,12 @@ mod os {
             .collect()
     }
 
-    /// How many CPUs the affinity mask has.
-    pub(super) fn cpus() -> usize {
-        allowed_cpus().len().max(1)
-    }
-
-    /// The caches of every CPU of the affinity mask.
+    /// The caches of every CPU of the affinity mask (cpu0's where it cannot be read).
     pub(super) fn read() -> Option<Machine> {
-        let allowed = allowed_cpus();
+        let allowed = match super::allowed_cpus() {
+            mask if mask.is_empty() => vec![0],
+            mask => mask,
+        };
         let cpus: Vec<Vec<Cache>> = allowed.iter().map(|&c| caches_of(c, &allowed)).collect();
         combine(&cpus).or_else(super::cpuid::read)
     }
@@ -255,13 +265,9 @@ mod os {
         (rc == 0 && value > 0).then_some(value as usize)
     }
 
-    pub(super) fn cpus() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    }
-
     pub(super) fn read() -> Option<Machine> {
         Some(Machine {
-            cpus: cpus(),
+            cpus: Machine::FALLBACK.cpus,
             l1d_bytes: sysctl("hw.l1dcachesize")?,
             l2_bytes: sysctl("hw.l2cachesize")?,
             l3_bytes: sysctl("hw.l3cachesize").unwrap_or(0),
@@ -276,10 +282,6 @@ mod os {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod os {
     use super::Machine;
-
-    pub(super) fn cpus() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    }
 
     pub(super) fn read() -> Option<Machine> {
         super::cpuid::read()

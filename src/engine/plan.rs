@@ -236,12 +236,10 @@ pub(crate) fn plan(
     machine: Machine,
     forced: Forced,
 ) -> Plan {
-    // More threads than CPUs only wait for each other at every barrier: a forced count
-    // aside, the plan never uses them.
     let threads = match forced.threads {
         Some(n) => n.clamp(1, threads.max(1)),
         None => {
-            let usable = threads.clamp(1, machine.cpus.max(1));
+            let usable = usable_threads(threads, machine);
             threads_that_pay(spec, rows, steps, usable, tiles, machine)
         }
     };
@@ -258,11 +256,32 @@ pub(crate) fn plan(
             CellPlan {
                 by_rows,
                 fuse,
-                backward_by_rows: by_rows && !spec.use_peepholes() && layer.proj_size.is_none(),
+                backward_by_rows: by_rows && backward_may_split_rows(spec, k),
             }
         })
         .collect();
     Plan { threads, cells }
+}
+
+/// Bytes of the kernels' panels of a `[k, 4H]` weight over `unit_tiles` tiles of `unit`
+/// hidden units.
+fn panel_bytes(unit_tiles: usize, k: usize, unit: usize) -> usize {
+    unit_tiles
+        .saturating_mul(k)
+        .saturating_mul(4 * unit * std::mem::size_of::<f32>())
+}
+
+/// Whether cell `k`'s backward may split its rows between threads: not with peepholes,
+/// whose gradients sum over the rows, nor a projection, whose gradient needs every unit
+/// of a row.
+fn backward_may_split_rows(spec: &LstmSpec, k: usize) -> bool {
+    !spec.use_peepholes() && spec.layers()[spec.cell_layer(k)].proj_size.is_none()
+}
+
+/// The threads a plan may use unless a count is forced: at most one per CPU (more only
+/// wait for each other at every barrier).
+fn usable_threads(threads: usize, machine: Machine) -> usize {
+    threads.clamp(1, machine.cpus.max(1))
 }
 
 /// The FLOPs of one step of every cell of `spec` over `rows` sequences (the recurrent
@@ -304,8 +323,7 @@ pub(crate) fn threads_that_pay(
         let l = spec.cell_layer(k);
         let layer = spec.layers()[l];
         let k_rows = spec.layer_input_size(l) + layer.output_size();
-        let panels = layer.hidden_size.div_ceil(tiles.unit) * 4 * tiles.unit;
-        k_rows.saturating_mul(panels).saturating_mul(4) > room
+        panel_bytes(layer.hidden_size.div_ceil(tiles.unit), k_rows, tiles.unit) > room
     });
     let pays = |n: usize| {
         (streaming && call / n >= MIN_STREAMING_FLOPS)
@@ -320,9 +338,9 @@ pub(crate) fn threads_that_pay(
 
 /// The plans worth timing for a call of `rows` sequences and `steps` steps, the
 /// heuristic's ([`plan`]) first: on one thread and on every thread there is a CPU for
-/// (and the heuristic's count), split by rows and by units, the projection up front and in the k loop, each
-/// choice for every cell at once. What `forced` fixes stays fixed. Every candidate gives
-/// the same bits, so any one may be kept.
+/// (and the heuristic's count), split by rows and by units, the projection up front and
+/// in the k loop, each choice for every cell at once. What `forced` fixes stays fixed.
+/// Every candidate gives the same bits, so any one may be kept.
 pub(crate) fn candidates(
     spec: &LstmSpec,
     rows: usize,
@@ -333,27 +351,21 @@ pub(crate) fn candidates(
     forced: Forced,
 ) -> Vec<Plan> {
     let heuristic = plan(spec, rows, steps, threads, tiles, machine, forced);
-    let mut counts = vec![heuristic.threads, 1, threads.clamp(1, machine.cpus.max(1))];
-    if let Some(n) = forced.threads {
-        counts = vec![n.clamp(1, threads.max(1))];
-    }
-    counts.dedup();
+    let counts = match forced.threads {
+        Some(_) => vec![heuristic.threads],
+        None => vec![heuristic.threads, 1, usable_threads(threads, machine)],
+    };
     let bools = |f: Option<bool>| f.map_or(vec![false, true], |b| vec![b]);
     let mut out = vec![heuristic];
     for &n in &counts {
         for by_rows in bools(forced.split_rows) {
             for fuse in bools(forced.step_projection) {
+                let by_rows = by_rows && n > 1;
                 let cells = (0..spec.num_cells())
-                    .map(|k| {
-                        let layer = spec.layers()[spec.cell_layer(k)];
-                        let rows_ok = by_rows && n > 1;
-                        CellPlan {
-                            by_rows: rows_ok,
-                            fuse,
-                            backward_by_rows: rows_ok
-                                && !spec.use_peepholes()
-                                && layer.proj_size.is_none(),
-                        }
+                    .map(|k| CellPlan {
+                        by_rows,
+                        fuse,
+                        backward_by_rows: by_rows && backward_may_split_rows(spec, k),
                     })
                     .collect();
                 let p = Plan { threads: n, cells };
@@ -383,9 +395,7 @@ impl Plan {
             return Err(format!("{} threads, expected 1..={threads}", self.threads));
         }
         for (k, c) in self.cells.iter().enumerate() {
-            let layer = spec.layers()[spec.cell_layer(k)];
-            let may = !spec.use_peepholes() && layer.proj_size.is_none();
-            if c.backward_by_rows && !(c.by_rows && may) {
+            if c.backward_by_rows && !(c.by_rows && backward_may_split_rows(spec, k)) {
                 return Err(format!(
                     "cell {k}: a backward split by rows needs a forward split by rows and no peepholes or projection"
                 ));
@@ -421,7 +431,7 @@ fn cell_split(
 ) -> (bool, bool) {
     let l2 = machine.l2_per_thread();
     let room = l2 * ROOM_NUM / ROOM_DEN;
-    let panel_bytes = |tiles: usize, k: usize| tiles * k * 4 * t.unit * std::mem::size_of::<f32>();
+    let panel_bytes = |tiles: usize, k: usize| panel_bytes(tiles, k, t.unit);
     // Whether the projection runs in the k loop, for either split.
     let fuse_for = |by_rows: bool| {
         let mine = if by_rows {

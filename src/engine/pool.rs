@@ -15,6 +15,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::model::error::{Error, Result};
 
+use super::machine::allowed_cpus;
 use super::plan::pin_workers;
 
 /// The pool for `threads` threads (`None` meaning every core): `None` for one thread,
@@ -54,29 +55,6 @@ pub(crate) fn thread_pool(
         .build()
         .map(|p| Some(Arc::new(p)))
         .map_err(|e| Error::Config(format!("cannot start {threads} threads: {e}")))
-}
-
-/// The CPUs the calling thread may run on (its affinity mask, which `taskset` and
-/// cgroups set), in increasing order; empty where that cannot be read.
-#[cfg(target_os = "linux")]
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain bits, for which all zeros is a valid (empty) set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the kernel writes at most `size_of::<cpu_set_t>()` bytes into `set`.
-    let got =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if got != 0 {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c` is below CPU_SETSIZE, the capacity of the set.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn allowed_cpus() -> Vec<usize> {
-    Vec::new()
 }
 
 /// Binds the calling thread to `cpu`; a refusal leaves it as it was.

@@ -211,11 +211,7 @@ pub fn generate(rng: &mut Rng, corpus: &Corpus, max_len: usize) -> Vec<u8> {
         f.mutate(rng, &names, META);
     }
     let mut out = f.to_bytes();
-    match rng.below(6) {
-        0 => mutate::header(&mut out, rng),
-        1 => mutate::bytes(&mut out, rng, max_len),
-        _ => {}
-    }
+    mutate::sometimes(&mut out, rng, max_len, 6);
     out.truncate(max_len);
     out
 }

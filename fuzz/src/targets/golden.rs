@@ -435,11 +435,7 @@ pub fn generate(rng: &mut Rng, corpus: &Corpus, max_len: usize) -> Vec<u8> {
         f.mutate(rng, &names, META);
     }
     let mut file = f.to_bytes();
-    match rng.below(8) {
-        0 => mutate::header(&mut file, rng),
-        1 => mutate::bytes(&mut file, rng, max_len),
-        _ => {}
-    }
+    mutate::sometimes(&mut file, rng, max_len, 8);
     let mut out = vec![rng.u64() as u8];
     out.extend_from_slice(&file);
     out.truncate(max_len);

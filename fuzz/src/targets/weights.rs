@@ -121,11 +121,7 @@ pub fn generate(rng: &mut Rng, corpus: &Corpus, max_len: usize) -> Vec<u8> {
         }
         _ => (SpecHeader::decode(&rng.bytes(13)), rng.some_bytes(512)),
     };
-    match rng.below(6) {
-        0 => mutate::header(&mut file, rng),
-        1 => mutate::bytes(&mut file, rng, max_len),
-        _ => {}
-    }
+    mutate::sometimes(&mut file, rng, max_len, 6);
     let mut out = header.encode().to_vec();
     out.extend_from_slice(&file);
     out.truncate(max_len);
