@@ -5,7 +5,7 @@ mod common;
 
 use common::{isas, random_input, random_state, run_on};
 use lstm_kernels::golden::Engine;
-use lstm_kernels::{LstmOptions, LstmSpec, LstmWeights, SplitMix64};
+use lstm_kernels::{Isa, LstmOptions, LstmSpec, LstmWeights, SplitMix64};
 
 struct Case {
     spec: LstmSpec,
@@ -57,6 +57,19 @@ fn cases() -> Vec<Case> {
         });
     }
     out
+}
+
+/// The fast engine on `isa` and `threads` threads with the split and the projection's
+/// place forced.
+fn forced(isa: Isa, threads: usize, split_rows: bool, step_projection: bool) -> Engine {
+    Engine::Fast(LstmOptions {
+        isa: Some(isa),
+        threads: Some(threads),
+        call_threads: Some(threads),
+        step_projection: Some(step_projection),
+        split_rows: Some(split_rows),
+        ..Default::default()
+    })
 }
 
 #[test]
@@ -136,14 +149,7 @@ fn results_are_bitwise_identical_for_any_thread_count() {
         let lens = case.lengths.as_deref();
         for isa in isas() {
             let run = |threads, split_rows, step_projection| {
-                let e = Engine::Fast(LstmOptions {
-                    isa: Some(isa),
-                    threads: Some(threads),
-                    call_threads: Some(threads),
-                    step_projection: Some(step_projection),
-                    split_rows: Some(split_rows),
-                    ..Default::default()
-                });
+                let e = forced(isa, threads, split_rows, step_projection);
                 run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref())
             };
             let one = run(1, false, false);
@@ -177,14 +183,7 @@ fn large_layer_is_bitwise_identical_across_threads() {
         .collect();
     for isa in isas() {
         let run = |threads, split_rows, step_projection| {
-            let e = Engine::Fast(LstmOptions {
-                isa: Some(isa),
-                threads: Some(threads),
-                call_threads: Some(threads),
-                step_projection: Some(step_projection),
-                split_rows: Some(split_rows),
-                ..Default::default()
-            });
+            let e = forced(isa, threads, split_rows, step_projection);
             run_on(e, &w, &x, b, t, Some(&lens), None)
         };
         let one = run(1, false, false);
@@ -197,6 +196,49 @@ fn large_layer_is_bitwise_identical_across_threads() {
                 run(2, rows, proj) == one,
                 "{isa:?}: 2 threads (by rows {rows}, step projection {proj}) differ from 1"
             );
+        }
+    }
+}
+
+/// A projection wider than one column panel of every ISA (`P = 150`: 3 panels of 64
+/// columns on AVX-512, 5 of 32 on AVX2), at batches below, at and above the thread
+/// count, so that the threads share its rows, its column panels (fewer rows than
+/// threads), or own whole sequences: the same bits as on one thread, and on every ISA
+/// the scalar path's bits (each element is one fma chain over `H` in order).
+#[test]
+fn a_wide_projection_gives_the_same_bits_on_every_split_and_isa() {
+    let spec = LstmSpec::builder(24, &[70, 40])
+        .proj_sizes(&[Some(150), Some(33)])
+        .proj_clip(0.4)
+        .build()
+        .unwrap();
+    let w = LstmWeights::random_uniform(&spec, 0.3, 7);
+    let t = 6;
+    for b in [1, 2, 5, 9] {
+        let x = random_input(b * t * 24, 8 + b as u64);
+        let init = random_state(&spec, b, 9 + b as u64);
+        let mut scalar_bits = None;
+        for isa in isas() {
+            let run = |threads, split_rows, step_projection| {
+                let e = forced(isa, threads, split_rows, step_projection);
+                run_on(e, &w, &x, b, t, None, Some(&init))
+            };
+            let one = run(1, false, false);
+            for threads in [2, 3, 4] {
+                for (rows, proj) in [(false, false), (false, true), (true, true)] {
+                    assert!(
+                        run(threads, rows, proj) == one,
+                        "B {b} {isa:?}: {threads} threads (by rows {rows}, step projection \
+                         {proj}) differ from 1"
+                    );
+                }
+            }
+            match &scalar_bits {
+                None => scalar_bits = Some(one),
+                Some(first) => {
+                    assert!(&one == first, "B {b}: {isa:?} differs from {:?}", isas()[0])
+                }
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Weights repacked once, at load time, into the order the SIMD kernels read.
 
 use lstm_kernels_simd::{
-    pack_gate_columns, pack_gate_columns_into, pack_gate_panels_into, pack_peepholes,
-    packed_gate_panels_len, Kernels,
+    pack_gate_columns, pack_gate_columns_into, pack_gate_panels_into, pack_panels_into,
+    pack_peepholes, packed_gate_panels_len, packed_panels_len, Kernels,
 };
 
 use rayon::ThreadPool;
@@ -39,14 +39,24 @@ pub(crate) struct PackedCell {
     pub proj_t: Option<AlignedVec>,
     /// `tiles*3U` when the spec has peepholes.
     pub peepholes: Option<Vec<f32>>,
-    /// `[H, P]` when the layer projects.
-    pub projection: Option<Vec<f32>>,
+    /// The projection `[H, P]` as panels of `4U` columns (`[ptiles][H][4U]`, zero past
+    /// `P`) when the layer projects: `h = m P` runs on the GEMM kernel, each element one
+    /// fma chain over `H` in order, so its bits do not depend on the ISA or the split.
+    pub projection: Option<AlignedVec>,
+    /// Zeros, `[ptiles*4U]`: the row the projection's sums start from.
+    pub proj_init: Vec<f32>,
 }
 
 impl PackedCell {
     /// Width of the gate rows of `zx`: `tiles * 4U`.
     pub fn gate_width(&self) -> usize {
         4 * self.padded
+    }
+
+    /// Width of a projected row before its padding is cut: `ptiles * 4U` (0 without a
+    /// projection).
+    pub fn proj_width(&self) -> usize {
+        self.proj_init.len()
     }
 }
 
@@ -170,7 +180,22 @@ pub(crate) fn pack_all(
                 peepholes: w
                     .peepholes()
                     .map(|[wi, wf, wo]| pack_peepholes(wi, wf, wo, h, u)),
-                projection: w.projection().map(<[f32]>::to_vec),
+                projection: w
+                    .projection()
+                    .map(|proj| {
+                        let mut v = AlignedVec::zeroed(
+                            packed_panels_len(h, r, 4 * u),
+                            "packed/projection",
+                        )?;
+                        pack_panels_into(proj, h, r, r, 4 * u, &mut v);
+                        Ok(v)
+                    })
+                    .transpose()?,
+                proj_init: if w.projection().is_some() {
+                    vec![0.0; r.div_ceil(4 * u) * 4 * u]
+                } else {
+                    Vec::new()
+                },
             })
         })
         .collect::<Result<Vec<PackedCell>>>()?;
@@ -196,7 +221,7 @@ pub(crate) fn repack_into(
             dst.copy_from_slice(&pack_peepholes(wi, wf, wo, h, u));
         }
         if let (Some(dst), Some(src)) = (p.projection.as_mut(), w.projection()) {
-            dst.copy_from_slice(src);
+            pack_panels_into(src, h, r, r, 4 * u, dst);
         }
     }
     repack_transposed(cells, weights, kernels, pool);

@@ -28,6 +28,13 @@ pub(crate) struct ForwardBuffers {
     pub m: Vec<f32>,
     /// Initial `h` in schedule order, `[B, R]`.
     pub h0: Vec<f32>,
+    /// A projecting layer's `h = m P` before its padding columns are cut,
+    /// `[B, ptiles*4U]`.
+    pub proj: Vec<f32>,
+    /// Steps run so far, mod 2: where the next call's first step takes up the time
+    /// loop's zigzag over the weights (see `ZIGZAG`), so that a stream of one-step calls
+    /// turns back too and finds in L2 what the call before walked last.
+    pub parity: usize,
 }
 
 impl ForwardBuffers {
@@ -60,6 +67,11 @@ impl ForwardBuffers {
         grow(&mut self.c, batch * max_of(&|c| c.padded), "forward/c")?;
         grow(&mut self.m, batch * max_of(&|c| c.padded), "forward/m")?;
         grow(&mut self.h0, batch * max_of(&|c| c.recurrent), "forward/h0")?;
+        grow(
+            &mut self.proj,
+            batch * max_of(&|c| c.proj_width()),
+            "forward/proj",
+        )?;
         Ok(())
     }
 }

@@ -164,6 +164,8 @@ pub(crate) fn forward(
                 h0: f.h0.as_ptr(),
                 c: f.c.as_mut_ptr(),
                 m: f.m.as_mut_ptr(),
+                proj: f.proj.as_mut_ptr(),
+                parity: f.parity,
                 out: target.as_mut_ptr(),
                 gates: std::ptr::null_mut(),
                 c_hist: std::ptr::null_mut(),
@@ -215,6 +217,8 @@ pub(crate) fn forward(
             t.outs[l][..total * out_w].copy_from_slice(&dst[..total * out_w]);
         }
     }
+
+    f.parity = (f.parity + f.sched.steps()) % 2;
 
     // Back to the caller's order and layout (unless the time loop did it), zeros past
     // each length.

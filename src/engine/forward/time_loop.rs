@@ -45,6 +45,10 @@ pub(super) struct LoopPtrs {
     pub h0: *const f32,
     pub c: *mut f32,
     pub m: *mut f32,
+    /// A projecting layer's `m P` rows, `[B, ptiles*4U]`, padding columns included.
+    pub proj: *mut f32,
+    /// Added to the step index for the zigzag (see `ForwardBuffers::parity`).
+    pub parity: usize,
     pub out: *mut f32,
     /// Forward-training only (null otherwise): per-step gates `[total, gw]`, cell states
     /// `[total, hp]`, kernel outputs `m` `[total, hp]` (projecting layers) and unclipped
@@ -235,7 +239,7 @@ fn time_loop_thread(a: &LoopArgs<'_>, p: LoopPtrs, barrier: &SpinBarrier, tid: u
         // previous step's rows (or h0), which nobody writes during this step (split
         // by rows, only this thread wrote or reads its rows); the clip is +inf or a
         // finite positive value (validated by the spec).
-        unsafe { step_zigzag(&ctx.kernels, raw, s) };
+        unsafe { step_zigzag(&ctx.kernels, raw, s + p.parity) };
         if !p.c_hist.is_null() {
             for row in (0..rows).map(row_of) {
                 // SAFETY: this thread's part of row `row`, just written by its kernel
@@ -286,35 +290,87 @@ fn time_loop_thread(a: &LoopArgs<'_>, p: LoopPtrs, barrier: &SpinBarrier, tid: u
                 }
                 Some(proj) => {
                     // Split by tiles, a row of `m` is complete only when every thread
-                    // is done; split by rows, this thread's rows are its own. Rows
-                    // `first + i * stride`, `i < count`.
-                    let (first, count, stride) = if by_rows {
-                        (j0, rows, rs)
+                    // is done. Then the threads share the rows (each reads all of `P`)
+                    // or, with fewer rows than threads, `P`'s column panels. Split by
+                    // rows, this thread's rows are its own. Rows `first + i * stride`,
+                    // `i < count`, panels `p_lo..p_hi`.
+                    let (pw, u4) = (cell.proj_width(), 4 * u);
+                    let panels = pw / u4;
+                    let ((first, count, stride), (p_lo, p_hi)) = if by_rows {
+                        ((j0, rows, rs), (0, panels))
                     } else {
                         barrier.wait();
-                        let (r_lo, r_hi) = split(rows, threads, tid);
-                        (r_lo, r_hi - r_lo, 1)
+                        if rows >= threads {
+                            let (r_lo, r_hi) = split(rows, threads, tid);
+                            ((r_lo, r_hi - r_lo, 1), (0, panels))
+                        } else {
+                            ((0, rows, 1), split(panels, threads, tid))
+                        }
                     };
+                    let (c_lo, c_hi) = ((p_lo * u4).min(r), (p_hi * u4).min(r));
+                    let w = Panels::packed(proj, h, u4);
+                    let mut i0 = 0;
+                    while i0 < count && p_lo < p_hi {
+                        let n = ROWS_PER_CALL.min(count - i0);
+                        let row = first + i0 * stride;
+                        let raw = gemm_raw(
+                            n,
+                            m_rows.wrapping_add(row * hp).cast_const(),
+                            hp * stride,
+                            &w,
+                            cell.proj_init.as_ptr(),
+                            p.proj.wrapping_add(row * pw),
+                            pw * stride,
+                            p_lo..p_hi,
+                        );
+                        // SAFETY: rows `first + i * stride` of `m` (`hp >= H` floats
+                        // each, every unit written: after the barrier, or by this
+                        // thread) and of the `[B, pw]` scratch are inside their
+                        // buffers; the packed projection holds every panel's `H` rows
+                        // and `proj_init` `pw` zeros; this thread writes only its
+                        // rows, or its panels' columns, of the scratch.
+                        unsafe { ctx.kernels.gemm_tiles_raw(&raw) };
+                        i0 += n;
+                    }
                     for row in (0..count).map(|i| first + i * stride) {
-                        // SAFETY: every unit of row `row` of `m` is written (after the
-                        // barrier, or by this thread) and only read; the output row is
-                        // this thread's alone.
-                        let (m_row, h_row) = unsafe {
+                        if c_lo >= c_hi {
+                            break;
+                        }
+                        // SAFETY: columns `c_lo..c_hi` of row `row`: of the scratch,
+                        // just written by this thread; of the output row, this
+                        // thread's alone.
+                        let (sums, h_row) = unsafe {
                             (
-                                std::slice::from_raw_parts(m_rows.add(row * hp), h),
-                                std::slice::from_raw_parts_mut(out_rows.add(row * out_ld), r),
+                                std::slice::from_raw_parts(
+                                    p.proj.add(row * pw + c_lo).cast_const(),
+                                    c_hi - c_lo,
+                                ),
+                                std::slice::from_raw_parts_mut(
+                                    out_rows.add(row * out_ld + c_lo),
+                                    c_hi - c_lo,
+                                ),
                             )
                         };
-                        // SAFETY: the unclipped row `offset[s] + row` of the reserve
-                        // (grown to `total` rows), this thread's alone.
-                        let raw = (!p.h_raw.is_null()).then(|| unsafe {
-                            std::slice::from_raw_parts_mut(
-                                p.h_raw.add((sched.offset[s] + row) * r),
-                                r,
-                            )
-                        });
-                        project(m_row, proj, h_row, spec.proj_clip(), raw);
-                        scatter(row, 0, r);
+                        if !p.h_raw.is_null() {
+                            // SAFETY: the unclipped row `offset[s] + row` of the reserve
+                            // (grown to `total` rows of `r`), these columns this
+                            // thread's alone.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    sums.as_ptr(),
+                                    p.h_raw.add((sched.offset[s] + row) * r + c_lo),
+                                    c_hi - c_lo,
+                                );
+                            }
+                        }
+                        match spec.proj_clip() {
+                            Some(clip) => h_row
+                                .iter_mut()
+                                .zip(sums)
+                                .for_each(|(hv, &v)| *hv = v.clamp(-clip, clip)),
+                            None => h_row.copy_from_slice(sums),
+                        }
+                        scatter(row, c_lo, c_hi);
                     }
                 }
             }
@@ -363,21 +419,5 @@ unsafe fn step_zigzag(kernels: &Kernels, mut raw: StepRaw, step: usize) {
         // SAFETY: a sub-range of the caller's tiles, under the caller's contract.
         unsafe { kernels.step_tiles_raw(&raw) };
         hi = from;
-    }
-}
-
-/// `h = clip(m · proj)`, in a fixed summation order (so the result does not depend on
-/// how rows are split between threads).
-fn project(m: &[f32], proj: &[f32], h: &mut [f32], clip: Option<f32>, raw: Option<&mut [f32]>) {
-    let p = h.len();
-    h.fill(0.0);
-    for (&mv, row) in m.iter().zip(proj.chunks_exact(p)) {
-        h.iter_mut().zip(row).for_each(|(hv, &w)| *hv += mv * w);
-    }
-    if let Some(raw) = raw {
-        raw.copy_from_slice(h);
-    }
-    if let Some(clip) = clip {
-        h.iter_mut().for_each(|v| *v = v.clamp(-clip, clip));
     }
 }
