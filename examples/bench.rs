@@ -1,8 +1,10 @@
 //! The benchmark runner: `cargo run --release --example bench -- --shape NAME|all
-//! --work forward|train|all|sgemm --threads N --reps K [--plan heuristic|measure]`.
+//! --work forward|train|all|sgemm --threads N --reps K [--plan heuristic|measure] [--force CHOICES]`.
 //!
 //! `--plan measure` times the candidate plans in the first (warm-up) call of each shape
-//! (`Planning::Measure`).
+//! (`Planning::Measure`). `--force call_threads=N,split_rows=B,step_projection=B,
+//! split_directions=B` fixes those choices of the plan (`LstmOptions`; any subset), to
+//! time one plan against another.
 //!
 //! `--work sgemm` times only the forward pass's matrix products through the crate's sgemm
 //! (the ceiling a BLAS-based LSTM cannot beat; build with `--features openblas` for
@@ -28,6 +30,33 @@ struct Args {
     threads: usize,
     reps: usize,
     planning: Planning,
+    /// The plan choices `--force` fixes (only those fields are read).
+    forced: LstmOptions,
+}
+
+/// `--force`'s list: `key=value` pairs separated by commas.
+fn parse_forced(list: &str) -> Result<LstmOptions, String> {
+    let mut o = LstmOptions::default();
+    for pair in list.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or(format!("--force: `{pair}` is not key=value"))?;
+        let flag = || match value {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(format!("--force {key}: `{value}` is not true or false")),
+        };
+        match key {
+            "call_threads" => {
+                o.call_threads = Some(value.parse().map_err(|e| format!("--force {key}: {e}"))?)
+            }
+            "split_rows" => o.split_rows = flag()?,
+            "step_projection" => o.step_projection = flag()?,
+            "split_directions" => o.split_directions = flag()?,
+            other => return Err(format!("--force: unknown choice `{other}`")),
+        }
+    }
+    Ok(o)
 }
 
 fn parse() -> Result<Args, String> {
@@ -36,6 +65,7 @@ fn parse() -> Result<Args, String> {
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut reps = 20;
     let mut planning = Planning::Heuristic;
+    let mut forced = LstmOptions::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -44,6 +74,7 @@ fn parse() -> Result<Args, String> {
             "--work" => work = value()?,
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--reps" => reps = value()?.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--force" => forced = parse_forced(&value()?)?,
             "--plan" => {
                 planning = match value()?.as_str() {
                     "heuristic" => Planning::Heuristic,
@@ -78,8 +109,25 @@ fn parse() -> Result<Args, String> {
         threads,
         reps,
         planning,
+        forced,
         sgemm: work == "sgemm",
     })
+}
+
+impl Args {
+    /// The options of every `Lstm` the runner builds.
+    fn options(&self, threads: usize) -> LstmOptions {
+        LstmOptions {
+            isa: None,
+            threads: Some(threads),
+            planning: self.planning,
+            call_threads: self.forced.call_threads,
+            split_rows: self.forced.split_rows,
+            step_projection: self.forced.step_projection,
+            split_directions: self.forced.split_directions,
+            ..Default::default()
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -96,12 +144,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// repetition is all its calls).
 fn forward(shape: &'static BenchShape, args: &Args) -> Result<f64, String> {
     let (threads, reps) = (args.threads, args.reps);
-    let options = LstmOptions {
-        isa: None,
-        threads: Some(threads),
-        planning: args.planning,
-        ..Default::default()
-    };
+    let options = args.options(threads);
     let mut bench = ForwardBench::new(shape, options).map_err(|e| e.to_string())?;
     // Warm-up: sizes the workspace and brings the weights into cache.
     for _ in 0..3 {
@@ -120,12 +163,7 @@ fn forward(shape: &'static BenchShape, args: &Args) -> Result<f64, String> {
 fn train(shape: &BenchShape, args: &Args) -> Result<f64, String> {
     let (threads, reps) = (args.threads, args.reps);
     let lstm = shape
-        .lstm(LstmOptions {
-            isa: None,
-            threads: Some(threads),
-            planning: args.planning,
-            ..Default::default()
-        })
+        .lstm(args.options(threads))
         .map_err(|e| e.to_string())?;
     let spec = lstm.weights().spec().clone();
     let data = shape.input();

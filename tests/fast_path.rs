@@ -60,7 +60,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// The fast engine on `isa` and `threads` threads with the split and the projection's
-/// place forced.
+/// place forced (a bidirectional layer's directions as the planner says).
 fn forced(isa: Isa, threads: usize, split_rows: bool, step_projection: bool) -> Engine {
     Engine::Fast(LstmOptions {
         isa: Some(isa),
@@ -70,6 +70,23 @@ fn forced(isa: Isa, threads: usize, split_rows: bool, step_projection: bool) -> 
         split_rows: Some(split_rows),
         ..Default::default()
     })
+}
+
+/// [`forced`], with a bidirectional layer's directions at once or one after the other.
+fn forced_directions(
+    isa: Isa,
+    threads: usize,
+    split_rows: bool,
+    step_projection: bool,
+    at_once: bool,
+) -> Engine {
+    match forced(isa, threads, split_rows, step_projection) {
+        Engine::Fast(o) => Engine::Fast(LstmOptions {
+            split_directions: Some(at_once),
+            ..o
+        }),
+        e => e,
+    }
 }
 
 #[test]
@@ -160,6 +177,22 @@ fn results_are_bitwise_identical_for_any_thread_count() {
                         "case {n} {isa:?}: {threads} threads (by rows {rows}, step projection \
                          {proj}) differ from 1"
                     );
+                }
+            }
+            if case.spec.bidirectional() {
+                // Directions at once on 2-4 threads (3: one and two), and one after the
+                // other on an even count.
+                for (threads, at_once) in [(2, true), (3, true), (4, true), (2, false), (4, false)]
+                {
+                    for (rows, proj) in [(false, false), (true, true)] {
+                        let e = forced_directions(isa, threads, rows, proj, at_once);
+                        let got = run_on(e, &w, &x, case.batch, case.steps, lens, init.as_ref());
+                        assert!(
+                            got == one,
+                            "case {n} {isa:?}: {threads} threads, directions at once \
+                             {at_once} (by rows {rows}, step projection {proj}) differ from 1"
+                        );
+                    }
                 }
             }
         }

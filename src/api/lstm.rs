@@ -80,6 +80,7 @@ impl Lstm {
             threads: options.call_threads,
             step_projection: options.step_projection,
             split_rows: options.split_rows,
+            directions_at_once: options.split_directions,
         };
         lstm.planning = options.planning;
         Ok(lstm)

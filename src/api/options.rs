@@ -6,7 +6,7 @@ use lstm_kernels_simd::Isa;
 /// How an [`Lstm`](crate::Lstm) chooses the plan of a call shape (its threads, how they
 /// share each layer, where the input projection runs): every plan gives the same bits, so
 /// this is a matter of speed only. A fixed plan is the options that force each choice
-/// (`call_threads`, `split_rows`, `step_projection`).
+/// (`call_threads`, `split_rows`, `step_projection`, `split_directions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Planning {
     /// The planner's rules, from the machine's caches and the call's size (no timing).
@@ -55,6 +55,12 @@ pub struct LstmOptions {
     /// rows: 6 with AVX-512 or NEON, 3 with AVX2). A matter of speed only: the same bits
     /// either way.
     pub split_rows: Option<bool>,
+    /// How a bidirectional layer uses several threads: `Some(true)` runs its two
+    /// directions at the same time, each on half the threads (no thread waits for the
+    /// other direction's), `Some(false)` one direction after the other on every thread;
+    /// `None` runs them at once on an even thread count. A matter of speed only: the same
+    /// bits either way.
+    pub split_directions: Option<bool>,
     /// Whether each worker thread is bound to a CPU of its own (Linux; ignored
     /// elsewhere): `None` binds worker `i` to the `i`-th CPU of the caller's affinity
     /// mask when there are enough of them, `Some(false)` leaves the workers to the

@@ -3,9 +3,9 @@
 //! already tuned.
 //!
 //! ```json
-//! {"format": "lstm-kernels-plans/1",
+//! {"format": "lstm-kernels-plans/2",
 //!  "stack": {"input": 200, "hidden": [256, 128], "proj": [null, null], "bidirectional": false, "peepholes": false},
-//!  "plans": [{"rows": 60, "steps": 20, "threads": 2,
+//!  "plans": [{"rows": 60, "steps": 20, "threads": 2, "directions_at_once": false,
 //!             "cells": [{"by_rows": false, "fuse": true, "backward_by_rows": false}, ...]}]}
 //! ```
 //!
@@ -19,7 +19,7 @@ use crate::model::error::{Error, Result};
 use crate::model::spec::LstmSpec;
 
 /// The format tag of a plans file.
-pub(crate) const FORMAT: &str = "lstm-kernels-plans/1";
+pub(crate) const FORMAT: &str = "lstm-kernels-plans/2";
 
 /// What a plans file says of the stack it was made for.
 fn stack(spec: &LstmSpec) -> Value {
@@ -41,6 +41,7 @@ pub(crate) fn to_json(spec: &LstmSpec, plans: &[(PlanKey, Plan)]) -> String {
                 "rows": rows,
                 "steps": steps,
                 "threads": p.threads,
+                "directions_at_once": p.directions_at_once,
                 "cells": p.cells.iter().map(|c| json!({
                     "by_rows": c.by_rows,
                     "fuse": c.fuse,
@@ -109,6 +110,7 @@ pub(crate) fn from_json(
             .collect::<Result<Vec<_>>>()?;
         let plan = Plan {
             threads: uint(p, "threads")?,
+            directions_at_once: flag(p, "directions_at_once")?,
             cells,
         };
         if plan.threads > threads {

@@ -150,6 +150,9 @@ pub(crate) struct Forced {
     pub step_projection: Option<bool>,
     /// How a time loop is shared: by sequences (`true`) or hidden units (`false`).
     pub split_rows: Option<bool>,
+    /// Whether a bidirectional layer runs its two directions at once, each on half the
+    /// threads (`true`), or one after the other on every thread (`false`).
+    pub directions_at_once: Option<bool>,
 }
 
 /// How one cell's (layer direction's) loops run.
@@ -182,6 +185,10 @@ impl CellPlan {
 pub(crate) struct Plan {
     /// Threads the call's loops and products run on (1: the calling thread alone).
     pub threads: usize,
+    /// The two directions of each bidirectional layer run at the same time, the first
+    /// `threads / 2` threads on the forward one and the others on the backward one; each
+    /// cell's plan is then made for its half.
+    pub directions_at_once: bool,
     /// Per cell.
     pub cells: Vec<CellPlan>,
 }
@@ -233,6 +240,15 @@ pub(crate) struct Plan {
 /// **Threads** ([`threads_that_pay`]): as many of the `threads` the `Lstm` has as the
 /// call's work pays for, down to the calling thread alone.
 ///
+/// **Directions** (`directions_at_once`): on an even thread count, a bidirectional
+/// layer's two directions run at the same time, each on half the threads, instead of one
+/// after the other on all of them: each thread then reads as many bytes of weights per
+/// step as split the other way (half of one direction's against a quarter of each), and
+/// the threads of one direction never wait at a barrier for the other's, nor (one
+/// thread a direction) at all. Measured with `bench --force split_directions=B` on the
+/// 2-vCPU Xeon, 3 alternations: `bidir-b16-h384-t60` 10.0-10.3 ms at once against
+/// 10.3-10.7 one after the other (noisy; the first pair 13.1 vs 21.3 under a compile).
+///
 /// `forced` overrides any choice (the split only with several threads).
 pub(crate) fn plan(
     spec: &LstmSpec,
@@ -250,6 +266,11 @@ pub(crate) fn plan(
             threads_that_pay(spec, rows, steps, usable, tiles, machine)
         }
     };
+    let directions_at_once = spec.bidirectional()
+        && threads >= 2
+        && forced
+            .directions_at_once
+            .unwrap_or(threads.is_multiple_of(2));
     let cells = (0..spec.num_cells())
         .map(|k| {
             let l = spec.cell_layer(k);
@@ -259,7 +280,8 @@ pub(crate) fn plan(
                 recurrent: layer.output_size(),
                 tiles: layer.hidden_size.div_ceil(tiles.unit),
             };
-            let (by_rows, fuse) = cell_split(shape, rows, steps, threads, tiles, machine, forced);
+            let mine = Plan::cell_threads_of(threads, directions_at_once, k % 2);
+            let (by_rows, fuse) = cell_split(shape, rows, steps, mine, tiles, machine, forced);
             CellPlan {
                 by_rows,
                 fuse,
@@ -267,7 +289,11 @@ pub(crate) fn plan(
             }
         })
         .collect();
-    Plan { threads, cells }
+    Plan {
+        threads,
+        directions_at_once,
+        cells,
+    }
 }
 
 /// Bytes of the kernels' panels of a `[k, 4H]` weight over `unit_tiles` tiles of `unit`
@@ -346,7 +372,8 @@ pub(crate) fn threads_that_pay(
 /// The plans worth timing for a call of `rows` sequences and `steps` steps, the
 /// heuristic's ([`plan`]) first: on one thread and on every thread there is a CPU for
 /// (and the heuristic's count), split by rows and by units, the projection up front and
-/// in the k loop, each choice for every cell at once. What `forced` fixes stays fixed.
+/// in the k loop, each choice for every cell at once, and a bidirectional layer's
+/// directions one after the other and at once. What `forced` fixes stays fixed.
 /// Every candidate gives the same bits, so any one may be kept.
 pub(crate) fn candidates(
     spec: &LstmSpec,
@@ -364,20 +391,34 @@ pub(crate) fn candidates(
     };
     let bools = |f: Option<bool>| f.map_or(vec![false, true], |b| vec![b]);
     let mut out = vec![heuristic];
+    let at_once_choices = |n: usize| match forced.directions_at_once {
+        _ if !spec.bidirectional() || n < 2 => vec![false],
+        Some(b) => vec![b],
+        None => vec![false, true],
+    };
     for &n in &counts {
-        for by_rows in bools(forced.split_rows) {
-            for fuse in bools(forced.step_projection) {
-                let by_rows = by_rows && n > 1;
-                let cells = (0..spec.num_cells())
-                    .map(|k| CellPlan {
-                        by_rows,
-                        fuse,
-                        backward_by_rows: by_rows && backward_may_split_rows(spec, k),
-                    })
-                    .collect();
-                let p = Plan { threads: n, cells };
-                if !out.contains(&p) {
-                    out.push(p);
+        for directions_at_once in at_once_choices(n) {
+            for by_rows in bools(forced.split_rows) {
+                for fuse in bools(forced.step_projection) {
+                    let cells = (0..spec.num_cells())
+                        .map(|k| {
+                            let mine = Plan::cell_threads_of(n, directions_at_once, k % 2);
+                            let by_rows = by_rows && mine > 1;
+                            CellPlan {
+                                by_rows,
+                                fuse,
+                                backward_by_rows: by_rows && backward_may_split_rows(spec, k),
+                            }
+                        })
+                        .collect();
+                    let p = Plan {
+                        threads: n,
+                        directions_at_once,
+                        cells,
+                    };
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
                 }
             }
         }
@@ -386,6 +427,20 @@ pub(crate) fn candidates(
 }
 
 impl Plan {
+    /// The threads of direction `dir`'s loops: all of them, or its half when the
+    /// directions run at once (the backward direction takes the odd one).
+    pub fn cell_threads(&self, dir: usize) -> usize {
+        Self::cell_threads_of(self.threads, self.directions_at_once, dir)
+    }
+
+    fn cell_threads_of(threads: usize, at_once: bool, dir: usize) -> usize {
+        match (at_once, dir) {
+            (false, _) => threads,
+            (true, 0) => threads / 2,
+            (true, _) => threads - threads / 2,
+        }
+    }
+
     /// Checks a plan from outside (a wisdom file) against `spec` and the `threads` the
     /// `Lstm` has: one cell plan per cell, `1..=threads` threads, and the backward split
     /// by rows only where the cell allows it (peepholes and projections need every row's
@@ -401,13 +456,18 @@ impl Plan {
         if !(1..=threads.max(1)).contains(&self.threads) {
             return Err(format!("{} threads, expected 1..={threads}", self.threads));
         }
+        if self.directions_at_once && !(spec.bidirectional() && self.threads >= 2) {
+            return Err(
+                "directions at once needs a bidirectional stack and 2 threads or more".into(),
+            );
+        }
         for (k, c) in self.cells.iter().enumerate() {
             if c.backward_by_rows && !(c.by_rows && backward_may_split_rows(spec, k)) {
                 return Err(format!(
                     "cell {k}: a backward split by rows needs a forward split by rows and no peepholes or projection"
                 ));
             }
-            if c.by_rows && self.threads == 1 {
+            if c.by_rows && self.cell_threads(k % spec.num_directions()) == 1 {
                 return Err(format!("cell {k}: split by rows on one thread"));
             }
         }
@@ -676,6 +736,56 @@ mod tests {
     }
 
     #[test]
+    fn a_bidirectional_layer_runs_its_directions_at_once_on_an_even_thread_count() {
+        let bidir = LstmSpec::builder(160, &[384])
+            .bidirectional(true)
+            .build()
+            .unwrap();
+        let none = Forced::default();
+        for machine in machines() {
+            // bidir-b16-h384-t60 at 2 threads: one thread a direction, each a 1-thread
+            // cell plan (nothing to split by rows).
+            let p = plan(&bidir, 16, 60, 2, AVX512, machine, none);
+            assert!(p.directions_at_once);
+            assert_eq!((p.cell_threads(0), p.cell_threads(1)), (1, 1));
+            assert!(p.cells.iter().all(|c| !c.by_rows));
+            assert_eq!(p.check(&bidir, 2), Ok(()));
+            // Each direction's cells are planned for its half: on 8 threads, as the
+            // 4-thread plan of a one-direction layer.
+            let p = plan(&bidir, 64, 60, 8, AVX512, machine, none);
+            let one_way = plan(&stack(160, &[384]), 64, 60, 4, AVX512, machine, none);
+            assert!(p.directions_at_once);
+            assert_eq!(p.cells, vec![one_way.cells[0]; 2]);
+            // An odd count runs them one after the other on every thread, and so does a
+            // forced `false`; a forced `true` splits 3 threads 1 + 2.
+            assert!(!plan(&bidir, 64, 60, 3, AVX512, machine, none).directions_at_once);
+            let off = Forced {
+                directions_at_once: Some(false),
+                ..none
+            };
+            assert!(!plan(&bidir, 64, 60, 8, AVX512, machine, off).directions_at_once);
+            let on = Forced {
+                directions_at_once: Some(true),
+                threads: Some(3),
+                ..none
+            };
+            let p = plan(&bidir, 64, 60, 3, AVX512, machine, on);
+            assert_eq!((p.cell_threads(0), p.cell_threads(1)), (1, 2));
+            // One direction never runs "at once", whatever is forced.
+            let p = plan(&stack(160, &[384]), 64, 60, 8, AVX512, machine, on);
+            assert!(!p.directions_at_once);
+        }
+        // A plan from outside that runs a one-direction stack's directions at once, or a
+        // bidirectional one's on one thread, is refused.
+        let mut p = plan(&stack(160, &[384]), 64, 60, 2, AVX512, xeon(), none);
+        p.directions_at_once = true;
+        assert!(p.check(&stack(160, &[384]), 2).is_err());
+        let mut p = plan(&bidir, 1, 1, 1, AVX512, xeon(), none);
+        p.directions_at_once = true;
+        assert!(p.check(&bidir, 2).is_err());
+    }
+
+    #[test]
     fn a_1_mib_l2_keeps_seed_ptbs_second_layer_split_by_units() {
         // Its W_x + W_h (768 KiB) fits a 1 MiB L2 but not with room to spare.
         let p = plan(
@@ -890,6 +1000,22 @@ mod tests {
             .peepholes(true)
             .build()
             .unwrap();
+        let bidir = LstmSpec::builder(64, &[64])
+            .bidirectional(true)
+            .build()
+            .unwrap();
+        for threads in [1, 2, 8] {
+            let all = candidates(&bidir, 60, 20, threads, AVX512, xeon(), Forced::default());
+            // Both ways on several threads; never at once on one.
+            for at_once in [false, true] {
+                assert_eq!(
+                    all.iter().any(|p| p.directions_at_once == at_once),
+                    !at_once || threads > 1,
+                    "{threads} threads"
+                );
+            }
+            all.iter().for_each(|p| p.check(&bidir, threads).unwrap());
+        }
         for spec in [stack(200, &[256, 128]), peep] {
             for threads in [1, 2, 8] {
                 let none = Forced::default();
@@ -909,7 +1035,7 @@ mod tests {
                 let forced = Forced {
                     threads: Some(1),
                     step_projection: Some(true),
-                    split_rows: None,
+                    ..Forced::default()
                 };
                 for p in candidates(&spec, 60, 20, threads, AVX512, xeon(), forced) {
                     assert_eq!(p.threads, 1);

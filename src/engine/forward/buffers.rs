@@ -12,16 +12,28 @@ use crate::model::spec::LstmSpec;
 pub(crate) struct ForwardBuffers {
     /// The schedule of the current batch.
     pub sched: Schedule,
-    /// Gathered inputs of every real token, `[sum(len), in]`.
-    pub xg: AlignedVec,
-    /// Input projections, `[sum(len), tiles*4U]`.
-    pub zx: AlignedVec,
     /// Packed outputs of even layers, `[sum(len), out]`.
     pub pa: AlignedVec,
     /// Packed outputs of odd layers, `[sum(len), out]`.
     pub pb: AlignedVec,
     /// The backward direction's outputs in its own order, `[sum(len), R]`.
     pub bwd: Vec<f32>,
+    /// Each direction's own scratch (the second one only for a bidirectional stack), so
+    /// that the two directions of a layer can run at the same time.
+    pub dirs: [DirBuffers; 2],
+    /// Steps run so far, mod 2: where the next call's first step takes up the time
+    /// loop's zigzag over the weights (see `ZIGZAG`), so that a stream of one-step calls
+    /// turns back too and finds in L2 what the call before walked last.
+    pub parity: usize,
+}
+
+/// One direction's scratch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DirBuffers {
+    /// Gathered inputs of every real token, `[sum(len), in]`.
+    pub xg: AlignedVec,
+    /// Input projections, `[sum(len), tiles*4U]`.
+    pub zx: AlignedVec,
     /// Cell state in schedule order, `[B, tiles*U]`.
     pub c: Vec<f32>,
     /// The kernel's output `m` in schedule order, `[B, tiles*U]`.
@@ -31,10 +43,6 @@ pub(crate) struct ForwardBuffers {
     /// A projecting layer's `h = m P` before its padding columns are cut,
     /// `[B, ptiles*4U]`.
     pub proj: Vec<f32>,
-    /// Steps run so far, mod 2: where the next call's first step takes up the time
-    /// loop's zigzag over the weights (see `ZIGZAG`), so that a stream of one-step calls
-    /// turns back too and finds in L2 what the call before walked last.
-    pub parity: usize,
 }
 
 impl ForwardBuffers {
@@ -50,9 +58,6 @@ impl ForwardBuffers {
         total: usize,
     ) -> Result<()> {
         let max_of = |g: &dyn Fn(&PackedCell) -> usize| cells.iter().map(g).max().unwrap_or(0);
-        self.xg.grow(total * max_of(&|c| c.input), "forward/xg")?;
-        self.zx
-            .grow(total * max_of(&|c| c.gate_width()), "forward/zx")?;
         let widest_out = (0..spec.num_layers())
             .map(|l| spec.layer_output_size(l))
             .max()
@@ -64,14 +69,18 @@ impl ForwardBuffers {
             total * max_of(&|c| c.recurrent),
             "forward/bwd",
         )?;
-        grow(&mut self.c, batch * max_of(&|c| c.padded), "forward/c")?;
-        grow(&mut self.m, batch * max_of(&|c| c.padded), "forward/m")?;
-        grow(&mut self.h0, batch * max_of(&|c| c.recurrent), "forward/h0")?;
-        grow(
-            &mut self.proj,
-            batch * max_of(&|c| c.proj_width()),
-            "forward/proj",
-        )?;
+        for d in &mut self.dirs[..spec.num_directions()] {
+            d.xg.grow(total * max_of(&|c| c.input), "forward/xg")?;
+            d.zx.grow(total * max_of(&|c| c.gate_width()), "forward/zx")?;
+            grow(&mut d.c, batch * max_of(&|c| c.padded), "forward/c")?;
+            grow(&mut d.m, batch * max_of(&|c| c.padded), "forward/m")?;
+            grow(&mut d.h0, batch * max_of(&|c| c.recurrent), "forward/h0")?;
+            grow(
+                &mut d.proj,
+                batch * max_of(&|c| c.proj_width()),
+                "forward/proj",
+            )?;
+        }
         Ok(())
     }
 }

@@ -79,6 +79,9 @@ unsafe impl Sync for LoopPtrs {}
 /// the schedule, and how its threads share it.
 pub(super) struct LoopArgs<'a> {
     pub ctx: &'a ExecContext,
+    /// The loop's threads: the context's, or its share of them when two loops run at
+    /// once.
+    pub threads: usize,
     pub spec: &'a LstmSpec,
     pub cell: &'a PackedCell,
     pub sched: &'a Schedule,
@@ -92,21 +95,35 @@ pub(super) struct LoopArgs<'a> {
 /// `offset[s] + j` (row stride `a.out_ld`), which is also where step `s + 1` reads its
 /// `h_prev`.
 pub(super) fn time_loop(a: &LoopArgs<'_>, p: LoopPtrs) {
-    let barrier = SpinBarrier::new(a.ctx.threads);
+    debug_assert_eq!(a.threads, a.ctx.threads);
+    let barrier = SpinBarrier::new(a.threads);
     a.ctx.broadcast(|tid| time_loop_thread(a, p, &barrier, tid));
+}
+
+/// Two independent time loops (a bidirectional layer's directions) at the same time in
+/// one broadcast: the context's first `a.0.threads` threads run the first, the next
+/// `a.1.threads` the second, each loop with its own barrier.
+pub(super) fn time_loops_at_once(ctx: &ExecContext, a: [(&LoopArgs<'_>, LoopPtrs); 2]) {
+    let n0 = a[0].0.threads;
+    debug_assert_eq!(n0 + a[1].0.threads, ctx.threads);
+    let barriers = [SpinBarrier::new(n0), SpinBarrier::new(a[1].0.threads)];
+    ctx.broadcast(|tid| {
+        let (i, local) = if tid < n0 { (0, tid) } else { (1, tid - n0) };
+        time_loop_thread(a[i].0, a[i].1, &barriers[i], local)
+    });
 }
 
 /// One thread's part of [`time_loop`].
 fn time_loop_thread(a: &LoopArgs<'_>, p: LoopPtrs, barrier: &SpinBarrier, tid: usize) {
     let LoopArgs {
         ctx,
+        threads,
         spec,
         cell,
         sched,
         by_rows,
         out_ld,
     } = *a;
-    let threads = ctx.threads;
     let u = ctx.kernels.unit_tile();
     let (h, hp, r, gw) = (cell.hidden, cell.padded, cell.recurrent, cell.gate_width());
     // This thread's part: its tiles of every row, or (`by_rows`) every tile of the
