@@ -10,10 +10,10 @@ cd "$(dirname "$0")/.."
 step() { echo "== [$(date -u +%T)] capi: $*"; }
 start=$(date +%s)
 
-for tool in gcc g++ valgrind; do
+for tool in gcc g++ valgrind pkg-config; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ valgrind
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc g++ valgrind pkg-config
     break
   fi
 done
