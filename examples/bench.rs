@@ -1,4 +1,4 @@
-//! The benchmark runner: `cargo run --release --example bench -- --shape NAME|all
+//! The benchmark runner: `cargo run --release --example bench -- --shape NAME|all|off-suite
 //! --work forward|train|all|sgemm --threads N --reps K [--plan heuristic|measure] [--force CHOICES]`.
 //!
 //! `--plan measure` times the candidate plans in the first (warm-up) call of each shape
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use lstm_kernels::bench::{
-    sgemm_ceiling_once, BenchShape, ForwardBench, SgemmBuffers, Work, SHAPES,
+    sgemm_ceiling_once, BenchShape, ForwardBench, SgemmBuffers, Work, OFF_SUITE, SHAPES,
 };
 use lstm_kernels::{Gradients, LstmOptions, Planning, SplitMix64, Upstream, Workspace};
 
@@ -87,6 +87,8 @@ fn parse() -> Result<Args, String> {
     }
     let shapes = if shape == "all" {
         SHAPES.iter().collect()
+    } else if shape == "off-suite" {
+        OFF_SUITE.iter().collect()
     } else {
         shape
             .split(',')

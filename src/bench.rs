@@ -42,7 +42,7 @@ pub struct BenchShape {
     pub steps: usize,
     /// The works it is measured for.
     pub works: &'static [Work],
-    /// Whether lengths vary (`len[i] = 1 + (i * 37 + 11) % 100`).
+    /// Whether lengths vary (`len[i] = 1 + (i * 37 + 11) % T`).
     pub varlen: bool,
     /// Both directions in every layer.
     pub bidirectional: bool,
@@ -154,10 +154,86 @@ pub const SHAPES: &[BenchShape] = &[
     },
 ];
 
+/// Shapes outside the suite, so that no change is tuned to the suite's list alone: other
+/// batch sizes, widths (some not a multiple of any tile), depths, directions, lengths and
+/// streaming patterns. `--shape off-suite` in the runner and in `benches/peers` (whose
+/// `shapes.py` lists the same).
+pub const OFF_SUITE: &[BenchShape] = &[
+    BenchShape {
+        name: "x-b2-h64-t50",
+        layers: &[(32, 64)],
+        batch: 2,
+        steps: 50,
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-b32-h256x3-t35",
+        layers: &[(128, 256), (256, 256), (256, 256)],
+        batch: 32,
+        steps: 35,
+        works: &[Work::Forward, Work::Train],
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-b128-h128-t20",
+        layers: &[(128, 128)],
+        batch: 128,
+        steps: 20,
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-b4-h1024-t10",
+        layers: &[(256, 1024)],
+        batch: 4,
+        steps: 10,
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-varlen-b24-h200-t64",
+        layers: &[(100, 200)],
+        batch: 24,
+        steps: 64,
+        varlen: true,
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-stream-b16-h256x2-t1",
+        layers: &[(128, 256), (256, 256)],
+        batch: 16,
+        steps: 1,
+        stream_calls: 20,
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-bidir-b4-h128x2-t100",
+        layers: &[(64, 128), (256, 128)],
+        batch: 4,
+        steps: 100,
+        bidirectional: true,
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-lstmp-b1-h512p128-t30",
+        layers: &[(64, 512)],
+        batch: 1,
+        steps: 30,
+        proj: Some(128),
+        ..PLAIN
+    },
+    BenchShape {
+        name: "x-train-b16-h384-t50",
+        layers: &[(192, 384)],
+        batch: 16,
+        steps: 50,
+        works: &[Work::Train],
+        ..PLAIN
+    },
+];
+
 impl BenchShape {
-    /// The shape called `name`.
+    /// The shape called `name`, in the suite or off it.
     pub fn by_name(name: &str) -> Option<&'static BenchShape> {
-        SHAPES.iter().find(|s| s.name == name)
+        SHAPES.iter().chain(OFF_SUITE).find(|s| s.name == name)
     }
 
     /// Per-sequence lengths.
@@ -165,7 +241,7 @@ impl BenchShape {
         (0..self.batch)
             .map(|i| {
                 if self.varlen {
-                    1 + ((i * 37 + 11) % 100) as i32
+                    1 + ((i * 37 + 11) % self.steps) as i32
                 } else {
                     self.steps as i32
                 }
@@ -394,7 +470,20 @@ mod tests {
             lstmp.flops(Work::Forward),
             640.0 * (layer(80.0) + layer(192.0))
         );
-        for s in SHAPES {
+        let all: Vec<&BenchShape> = SHAPES.iter().chain(OFF_SUITE).collect();
+        for (i, s) in all.iter().enumerate() {
+            assert!(
+                all[..i].iter().all(|o| o.name != s.name),
+                "{}: twice",
+                s.name
+            );
+            assert!(
+                s.lengths()
+                    .iter()
+                    .all(|&l| (1..=s.steps as i32).contains(&l)),
+                "{}: lengths in 1..=T",
+                s.name
+            );
             let spec = s.spec();
             let widths: Vec<usize> = (0..spec.num_layers())
                 .map(|l| spec.layer_input_size(l))

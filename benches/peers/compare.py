@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions per run (crate and peers)")
     p.add_argument("--warmup", type=int, default=5, help="peers.py warm-up repetitions")
-    p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, or all")
+    p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, all (the suite) or off-suite")
     p.add_argument("--work", default="all", choices=["forward", "train", "all"])
     p.add_argument("--peer", default="all", help="passed to peers.py (pytorch-dense|pytorch-packed|onnxruntime|tensorflow|all)")
     p.add_argument("--rounds", type=int, default=1,

@@ -50,7 +50,7 @@ def log(*a):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, or all")
+    p.add_argument("--shape", default="all", help="a BENCH_SHAPES name, a comma list, all (the suite) or off-suite")
     p.add_argument("--work", default="all", choices=["forward", "train", "all"])
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every peer")
     p.add_argument("--reps", type=int, default=20, help="timed repetitions after warm-up (median reported)")

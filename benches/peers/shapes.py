@@ -73,7 +73,7 @@ class Shape:
         return 3 * f if work == "train" else f
 
 
-VARLEN_LENGTHS = tuple(1 + (i * 37 + 11) % 100 for i in range(64))
+VARLEN_LENGTHS = tuple(1 + (i * 37 + 11) % 100 for i in range(64))  # varlen(64, 100)
 assert sum(VARLEN_LENGTHS) == 3260
 
 SEED_PTB_LAYERS = ((200, 256), (256, 128))
@@ -96,22 +96,50 @@ SHAPES = {
 }
 
 
+def varlen(batch: int, steps: int) -> Tuple[int, ...]:
+    """The varlen lengths: len[i] = 1 + (i * 37 + 11) % T (the crate's `BenchShape::lengths`)."""
+    return tuple(1 + (i * 37 + 11) % steps for i in range(batch))
+
+
+# Shapes outside the suite, so that no change is tuned to the suite's list alone (the
+# crate's `bench::OFF_SUITE`, the same names and shapes): other batch sizes, widths,
+# depths, directions, lengths and streaming patterns. `--shape off-suite`.
+OFF_SUITE = {
+    s.name: s
+    for s in [
+        Shape("x-b2-h64-t50", ((32, 64),), 2, 50, ("forward",)),
+        Shape("x-b32-h256x3-t35", ((128, 256), (256, 256), (256, 256)), 32, 35, ("forward", "train")),
+        Shape("x-b128-h128-t20", ((128, 128),), 128, 20, ("forward",)),
+        Shape("x-b4-h1024-t10", ((256, 1024),), 4, 10, ("forward",)),
+        Shape("x-varlen-b24-h200-t64", ((100, 200),), 24, 64, ("forward",), lengths=varlen(24, 64)),
+        Shape("x-stream-b16-h256x2-t1", ((128, 256), (256, 256)), 16, 1, ("forward",), stream_calls=20),
+        Shape("x-bidir-b4-h128x2-t100", ((64, 128), (256, 128)), 4, 100, ("forward",), bidirectional=True),
+        Shape("x-lstmp-b1-h512p128-t30", ((64, 512),), 1, 30, ("forward",), proj=128),
+        Shape("x-train-b16-h384-t50", ((192, 384),), 16, 50, ("train",)),
+    ]
+}
+ALL = {**SHAPES, **OFF_SUITE}
+
+
 def select(shape_arg: str, work_arg: str):
-    """[(Shape, work)] for --shape NAME[,NAME]|all and --work forward|train|all, in suite order."""
+    """[(Shape, work)] for --shape NAME[,NAME]|all|off-suite and --work forward|train|all,
+    in list order (`all` is the suite; `off-suite` the shapes outside it)."""
     if shape_arg == "all":
         names = list(SHAPES)
+    elif shape_arg == "off-suite":
+        names = list(OFF_SUITE)
     else:
         names = [n.strip() for n in shape_arg.split(",") if n.strip()]
-        unknown = [n for n in names if n not in SHAPES]
+        unknown = [n for n in names if n not in ALL]
         if unknown:
-            raise SystemExit(f"unknown shape(s) {unknown}; known: {', '.join(SHAPES)}, all")
+            raise SystemExit(f"unknown shape(s) {unknown}; known: {', '.join(ALL)}, all, off-suite")
     if work_arg == "all":
         works = WORKS
     elif work_arg in WORKS:
         works = (work_arg,)
     else:
         raise SystemExit(f"unknown work {work_arg!r}; known: forward, train, all")
-    out = [(SHAPES[n], w) for n in names for w in SHAPES[n].works if w in works]
+    out = [(ALL[n], w) for n in names for w in ALL[n].works if w in works]
     if not out:
         raise SystemExit(f"no benchmark matches --shape {shape_arg} --work {work_arg}")
     return out
