@@ -238,12 +238,26 @@ pub fn logits(
 fn row_loss(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above), the only requirement of
+            // the `target_feature` function; it touches nothing but `row`.
+            return unsafe { row_loss_avx512(row, target, scale, backward) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above), the only requirement of the
             // `target_feature` function; it touches nothing but `row`.
             return unsafe { row_loss_avx2(row, target, scale, backward) };
         }
     }
+    row_loss_body(row, target, scale, backward)
+}
+
+/// [`row_loss_body`] on 16-lane vectors: one zmm per `LANES` (16) accumulators, where
+/// AVX2 takes two ymm. The same bits (the body's sums are in `LANES` order whatever the
+/// register width).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn row_loss_avx512(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
     row_loss_body(row, target, scale, backward)
 }
 
@@ -254,8 +268,8 @@ fn row_loss_avx2(row: &mut [f32], target: usize, scale: f32, backward: bool) -> 
 }
 
 // The body is written with plain multiplies and adds (Rust never contracts them into
-// FMAs), so the AVX2 build and the baseline build give the same bits; it is inlined
-// into both so that its max, exp and scale passes all use the wider vectors.
+// FMAs), so the AVX-512, AVX2 and baseline builds give the same bits; it is inlined
+// into each so that its max, exp and scale passes all use the wider vectors.
 #[inline(always)]
 fn row_loss_body(row: &mut [f32], target: usize, scale: f32, backward: bool) -> f64 {
     let max = row_max(row);
@@ -378,18 +392,33 @@ mod tests {
     }
 
     #[test]
-    fn avx2_and_baseline_bodies_agree_bitwise() {
+    fn avx512_avx2_and_baseline_bodies_agree_bitwise() {
         let mut rng = crate::model::weights::SplitMix64::new(3);
         let row = rng.uniform_vec(1003, -30.0, 5.0);
         for backward in [false, true] {
-            // `row_loss_body` inlined here runs on the baseline ISA; `row_loss` on AVX2
-            // where the CPU has it.
+            // `row_loss_body` inlined here runs on the baseline ISA; each
+            // `target_feature` copy where the CPU has its ISA.
             let mut a = row.clone();
             let la = row_loss_body(&mut a, 17, 0.25, backward);
-            let mut b = row.clone();
-            let lb = row_loss(&mut b, 17, 0.25, backward);
-            assert_eq!(la.to_bits(), lb.to_bits());
-            assert!(a == b);
+            #[allow(clippy::type_complexity)]
+            let mut copies: Vec<(&str, unsafe fn(&mut [f32], usize, f32, bool) -> f64)> =
+                Vec::new();
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    copies.push(("avx2", row_loss_avx2));
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    copies.push(("avx512", row_loss_avx512));
+                }
+            }
+            for (isa, f) in copies {
+                let mut b = row.clone();
+                // SAFETY: the CPU has the copy's ISA (checked where it was listed).
+                let lb = unsafe { f(&mut b, 17, 0.25, backward) };
+                assert_eq!(la.to_bits(), lb.to_bits(), "{isa}");
+                assert!(a == b, "{isa}");
+            }
         }
         let max = row_max(&row);
         let mut a = row.clone();
