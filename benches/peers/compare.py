@@ -70,6 +70,10 @@ def parse_args(argv=None):
     p.add_argument("--sgemm", action="store_true",
                    help="also time the forward shapes' products as bare OpenBLAS sgemm calls "
                         "(sgemm_ceiling.py) and report the crate's share of that rate")
+    p.add_argument("--peak", action="store_true",
+                   help="measure the f32 FMA peak first (the kernels' fma_peak example: independent "
+                        "FMA chains on register accumulators) and give each row the crate's share of "
+                        "it (threads x the 1-thread peak)")
     p.add_argument("--python", default=sys.executable, help="interpreter for peers.py")
     p.add_argument("-v", "--verbose", action="store_true", help="echo the children's whole stderr")
     a = p.parse_args(argv)
@@ -85,7 +89,7 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- running children
 
-def run_child(cmd, what, verbose, hint=""):
+def run_child(cmd, what, verbose, hint="", required=("shape", "work", "threads", "median_s")):
     """Run cmd in the repo root, return (json records from stdout, stderr text)."""
     log(f"[compare] {what}: {' '.join(shlex.quote(c) for c in cmd)}")
     try:
@@ -98,10 +102,10 @@ def run_child(cmd, what, verbose, hint=""):
         tail = "\n".join(proc.stderr.rstrip().splitlines()[-30:]) or "(its stderr was empty)"
         raise Failure(f"{what} failed with exit code {proc.returncode}:\n  {' '.join(cmd)}\n"
                       f"--- last lines of its stderr ---\n{tail}\n---{hint}")
-    return parse_json_lines(proc.stdout.splitlines(), what), proc.stderr
+    return parse_json_lines(proc.stdout.splitlines(), what, required), proc.stderr
 
 
-def parse_json_lines(lines, what):
+def parse_json_lines(lines, what, required=("shape", "work", "threads", "median_s")):
     out = []
     for ln in lines:
         ln = ln.strip()
@@ -113,7 +117,7 @@ def parse_json_lines(lines, what):
             rec = json.loads(ln)
         except json.JSONDecodeError as e:
             raise Failure(f"{what}: bad JSON line ({e}): {ln[:200]}")
-        missing = [k for k in ("shape", "work", "threads", "median_s") if k not in rec]
+        missing = [k for k in required if k not in rec]
         if missing:
             raise Failure(f"{what}: JSON line lacks {missing}: {ln[:200]}")
         out.append(rec)
@@ -195,7 +199,19 @@ def collect(args, benches):
     return crate, peers, info
 
 
-def build_rows(benches, thread_list, peer_list, crate, peers):
+PEAK_CMD = ["cargo", "run", "--release", "-q", "-p", "lstm-kernels-simd", "--example", "fma_peak"]
+
+
+def fma_peak(verbose):
+    """The 1-thread f32 FMA peak in GFLOP/s, from the kernels' `fma_peak` example."""
+    recs, _ = run_child(PEAK_CMD, "fma_peak", verbose, required=("peak_gflops_1_thread",))
+    peaks = [float(r["peak_gflops_1_thread"]) for r in recs if "peak_gflops_1_thread" in r]
+    if not peaks:
+        raise Failure("fma_peak printed no peak")
+    return max(peaks)
+
+
+def build_rows(benches, thread_list, peer_list, crate, peers, peak=None):
     rows = []
     for threads in thread_list:
         for shape, work in benches:
@@ -215,6 +231,7 @@ def build_rows(benches, thread_list, peer_list, crate, peers):
             cm = row["crate_median_s"]
             row["crate_spread"] = (max(c) - min(c)) / cm if len(c) > 1 else None
             row["crate_gflops"] = flops / cm / 1e9 if cm else None
+            row["peak_share"] = row["crate_gflops"] / (peak * threads) if peak and cm else None
             if shape.is_lm and cm:
                 row["crate_words_per_s"] = shape.batch * shape.steps / cm
             sg = [float(r["gflops"]) for r in matching(peers, shape.name, work, threads, SGEMM)]
@@ -239,8 +256,9 @@ def ms(s):
 def markdown(rows, peer_list, meta, info):
     lm = any("crate_words_per_s" in r for r in rows)
     sg = any(r.get("sgemm_gflops") for r in rows)
+    pk = any(r.get("peak_share") for r in rows)
     head = (["shape", "work", "threads", "crate ms", "crate spread"] + [f"{p} ms" for p in peer_list]
-            + ["crate GFLOP/s"] + (["crate words/s"] if lm else [])
+            + ["crate GFLOP/s"] + (["% of FMA peak"] if pk else []) + (["crate words/s"] if lm else [])
             + (["OpenBLAS sgemm GFLOP/s", "crate / sgemm"] if sg else []) + ["speed-up vs fastest peer"])
     out = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for r in rows:
@@ -248,6 +266,8 @@ def markdown(rows, peer_list, meta, info):
                  f"{r['crate_spread'] * 100:.1f}%" if r["crate_spread"] is not None else "—"]
         cells += [ms(r["peers_median_s"].get(p)) for p in peer_list]
         cells.append(f"{r['crate_gflops']:.1f}" if r["crate_gflops"] else "—")
+        if pk:
+            cells.append(f"{r['peak_share'] * 100:.0f}%" if r.get("peak_share") else "—")
         if lm:
             cells.append(f"{r['crate_words_per_s']:.0f}" if "crate_words_per_s" in r else "")
         if sg:
@@ -266,6 +286,9 @@ def markdown(rows, peer_list, meta, info):
         "- GFLOP/s per BENCH_SHAPES (2 * 4H * (I + H) per real step, training 3x, varlen counts sum(len)); "
         "`seed-ptb-lm` counts only its LSTM stack's training FLOPs.",
     ]
+    if meta.get("peak"):
+        notes.append(f"- f32 FMA peak {meta['peak']:.1f} GFLOP/s on one thread (`fma_peak`, 16 register "
+                     "accumulator chains); % of FMA peak = crate GFLOP/s / (threads x that).")
     if sg:
         notes.append("- OpenBLAS sgemm: the same matrix products (per layer the input projection of every "
                      "token, then one recurrent product per step) as bare sgemm calls, nothing else "
@@ -323,12 +346,13 @@ def main():
             log(f"[compare] WARNING: 1-minute load average is {one_min:.2f}; something else is running, "
                 "so these timings (multi-threaded ones above all) are not trustworthy")
     try:
+        meta["peak"] = fma_peak(args.verbose) if args.peak else None
         crate, peers, info = collect(args, benches)
     except Failure as e:
         log(f"[compare] ERROR: {e}")
         return 2
     meta["load_after"] = loadavg()
-    rows = build_rows(benches, args.thread_list, args.peer_list, crate, peers)
+    rows = build_rows(benches, args.thread_list, args.peer_list, crate, peers, meta["peak"])
     missing = [f"{r['shape']} {r['work']} t{r['threads']}" for r in rows if r["crate_median_s"] is None]
     if missing:
         log(f"[compare] WARNING: no crate result for {', '.join(missing)}")
