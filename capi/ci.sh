@@ -50,6 +50,17 @@ g++ -std=c++17 "${cflags[@]}" capi/examples/cpp/example.cpp -o "$out/example_sta
 "$out/example_shared" | tail -1
 "$out/example_static" | tail -1
 
+step "the README's C snippet (capi/examples/c/readme.c, the same text) builds and runs"
+python3 - <<'PY'
+import re, sys
+readme = open("README.md").read()
+blocks = re.findall(r"```c\n(.*?)```", readme, re.S)
+if blocks != [open("capi/examples/c/readme.c").read()]:
+    sys.exit("README.md's ```c block differs from capi/examples/c/readme.c")
+PY
+gcc -std=c11 "${cflags[@]}" capi/examples/c/readme.c -o "$out/readme_c" "${shared[@]}"
+"$out/readme_c"
+
 step "valgrind: the C test (shared library), on expectations made under valgrind too"
 # Valgrind's CPU has no AVX-512: the Rust API's gradients there are other bits (the gemm
 # crate sums in its ISA's order), so the fixture is written on the same emulated CPU.
