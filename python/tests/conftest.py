@@ -42,3 +42,8 @@ def read_safetensors(path):
 @pytest.fixture
 def fixtures():
     return FIXTURES
+
+
+def pytest_configure(config):
+    # torch.nn.LSTM notes that it runs projected layers without oneDNN: expected here.
+    config.addinivalue_line("filterwarnings", "ignore:LSTM with projections is not supported with oneDNN")
