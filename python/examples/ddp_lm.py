@@ -142,6 +142,8 @@ def run(rank, world, init_method, args):
             if rank == 0:
                 print(f"[rank 0] epoch {epoch}: valid perplexity {evaluate(model.module, valid, args, vocab):.1f}",
                       flush=True)
+        # No rank tears its connections down while another still uses them.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -172,9 +174,10 @@ def main():
     args = p.parse_args()
     if "RANK" in os.environ:  # torchrun (or any launcher that sets the env:// variables)
         run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), "env://", args)
-    else:
-        init = f"tcp://127.0.0.1:{free_port()}"
-        mp.spawn(run, args=(args.world_size, init, args), nprocs=args.world_size, join=True)
+    else:  # this machine: MASTER_ADDR 127.0.0.1, a free port, the loopback interface
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        mp.spawn(run, args=(args.world_size, "env://", args), nprocs=args.world_size, join=True)
 
 
 if __name__ == "__main__":

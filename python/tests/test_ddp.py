@@ -58,8 +58,10 @@ def train(model, batches, rows):
 
 
 def worker(rank, world, port, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.set_num_threads(1)  # 2 processes on 2 cores; the crate's LSTM has threads=1 too
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback, whatever the hostname resolves to
+    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world)
     try:
         model = DDP(TinyLM())
         half = BATCH // world
@@ -67,6 +69,8 @@ def worker(rank, world, port, out_dir):
         # DDP's names carry a `module.` prefix.
         grads = [{n.removeprefix("module."): g for n, g in step.items()} for step in grads]
         torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
+        # No rank tears its connections down while the other still uses them.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
