@@ -81,9 +81,13 @@ def work_fn(stack, x, work):
     return f
 
 
-def measure(fns, min_reps, budget):
-    """Interleaved repetitions (one of each function in turn) until each has `min_reps`
-    and the time budget is spent; the median of each."""
+def measure(fns, min_reps, budget, block, pause):
+    """Interleaved in blocks: `block` repetitions of each function in turn, a `pause`
+    at each switch, until each has `min_reps` and the time budget is spent; the median
+    of each. Not one repetition each in turn: torch's OpenMP threads spin for a while
+    after each parallel region, and a crate call that starts then shares the cores with
+    them (as the crate's spinning barrier threads would slow torch's next op); the pause
+    lets each side's threads go to sleep before the other side is timed."""
     times = [[] for _ in fns]
     for f in fns:  # warm-up: plans, packing, allocations, oneDNN primitives
         for _ in range(3):
@@ -91,9 +95,12 @@ def measure(fns, min_reps, budget):
     start = time.perf_counter()
     while len(times[0]) < min_reps or (time.perf_counter() - start < budget and len(times[0]) < 200):
         for f, t in zip(fns, times):
-            t0 = time.perf_counter()
-            f()
-            t.append(time.perf_counter() - t0)
+            time.sleep(pause)
+            f()  # the block's first call, untimed: the caches are the other side's
+            for _ in range(block):
+                t0 = time.perf_counter()
+                f()
+                t.append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times], len(times[0])
 
 
@@ -103,6 +110,8 @@ def main():
     p.add_argument("--shapes", nargs="*", default=DEFAULT)
     p.add_argument("--min-reps", type=int, default=10)
     p.add_argument("--budget", type=float, default=6.0, help="seconds per shape and work")
+    p.add_argument("--block", type=int, default=5, help="repetitions of one side in a row")
+    p.add_argument("--pause", type=float, default=0.05, help="seconds of sleep at each switch of side")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     by_name = SHAPES
@@ -119,7 +128,7 @@ def main():
         x = make_input(shape)
         for work in ("forward", "train"):
             (t_ref, t_mine), reps = measure([work_fn(ref, x, work), work_fn(mine, x, work)],
-                                            args.min_reps, args.budget)
+                                            args.min_reps, args.budget, args.block, args.pause)
             flops = shape.forward_flops() * (3 if work == "train" else 1)
             label = "forward (no_grad)" if work == "forward" else "forward + backward"
             print(f"| {name} | {label} | {t_ref * 1e3:.2f} | {t_mine * 1e3:.2f} | {t_ref / t_mine:.2f}x "
