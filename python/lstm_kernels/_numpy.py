@@ -81,7 +81,8 @@ class LSTM:
     ``ValueError``. States are lists of ``(h, c)`` pairs, one per cell (cell
     ``k = layer * D + direction``, as PyTorch's ``h_n``), ``h`` ``[B, P or H]``, ``c``
     ``[B, H]``. The GIL is released while the kernels run; one object must not be called
-    from two threads at once (its workspace is shared: the second call raises).
+    from two threads at once (its workspace is shared: the second call raises
+    ``RuntimeError: Already borrowed``).
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, weights=None, path=None,

@@ -194,3 +194,53 @@ def test_carry_without_previous_pass_and_stale_trace():
         m.backward(trace, np.zeros((2, 5, 5), np.float32))
     gx, _, _ = m.backward(trace, np.ones((2, 5, 4), np.float32))  # still usable after the refusal
     assert gx.shape == (2, 5, 3) and np.abs(gx).sum() > 0
+
+
+def test_keras_and_onnx_names_give_the_same_function():
+    """The same weights under Keras's names (gates i, f, c, o; kernels input-major) and
+    ONNX's (gates i, o, f, c; [D, 4H, in]) as under PyTorch's: the same outputs, bit for
+    bit (the import only moves numbers)."""
+    torch_w = small().state_dict()
+    x = np.random.default_rng(3).standard_normal((2, 4, 3)).astype(np.float32)
+    want, _ = small(weights=torch_w)(x)
+    keras, onnx = {}, {}
+    for layer in range(2):
+        w_ih, w_hh = torch_w[f"weight_ih_l{layer}"], torch_w[f"weight_hh_l{layer}"]
+        bias = torch_w[f"bias_ih_l{layer}"] + torch_w[f"bias_hh_l{layer}"]
+        keras[f"layers/{layer}/kernel"] = np.ascontiguousarray(w_ih.T)
+        keras[f"layers/{layer}/recurrent_kernel"] = np.ascontiguousarray(w_hh.T)
+        keras[f"layers/{layer}/bias"] = bias
+
+        def iofc(m):  # PyTorch's i, f, g, o blocks in ONNX's order i, o, f, c
+            i, f, g, o = np.split(m, 4)
+            return np.concatenate([i, o, f, g])
+        onnx[f"layers/{layer}/W"] = iofc(w_ih)[None]
+        onnx[f"layers/{layer}/R"] = iofc(w_hh)[None]
+        onnx[f"layers/{layer}/B"] = np.concatenate([iofc(torch_w[f"bias_ih_l{layer}"]),
+                                                    iofc(torch_w[f"bias_hh_l{layer}"])])[None]
+    got_keras, _ = small(weights=keras, convention="keras")(x)
+    got_onnx, _ = small(weights=onnx, convention="onnx")(x)
+    # Keras has one bias (the sum), PyTorch and ONNX two: the crate adds them once, so
+    # all three hold the same summed bias and compute the same bits.
+    np.testing.assert_array_equal(got_keras, want)
+    np.testing.assert_array_equal(got_onnx, want)
+
+
+def test_two_objects_run_in_two_threads_with_the_gil_released():
+    import threading
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 50, 3)).astype(np.float32)
+    models = [small(), small(seed=1)]
+    want = [m(x)[0] for m in models]
+    got = [None, None]
+
+    def run(k):
+        for _ in range(20):
+            got[k] = models[k](x)[0]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
