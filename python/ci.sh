@@ -9,8 +9,9 @@ PY=${PYTHON:-python3}
 export PYO3_PYTHON=${PYO3_PYTHON:-$(command -v "$PY")}
 step() { echo "== [$(date -u +%T)] $*"; }
 
-# `requirement` is installed when pip's resolver says so; else install it (torch from the
-# CPU-only index: the default one pulls gigabytes of CUDA libraries).
+# `requirement` is installed when pip's resolver says so; else install it. torch comes from
+# PyPI, the one index this workplace reaches (download.pytorch.org's CPU-only wheels do
+# not): the CUDA build, several GB with its CUDA libraries, whose CPU kernels are used.
 ensure() {
   local requirement=$1; shift
   if "$PY" - "$requirement" <<'PYEOF'
@@ -35,7 +36,7 @@ step "python dependencies"
 ensure "maturin>=1.5,<2"
 ensure "numpy>=1.21"
 ensure "pytest>=7"
-ensure "torch>=2.0" --index-url https://download.pytorch.org/whl/cpu
+ensure "torch>=2.0"
 
 step "cargo fmt and clippy of the extension (python/Cargo.toml)"
 cargo fmt --manifest-path python/Cargo.toml -- --check
