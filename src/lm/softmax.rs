@@ -400,18 +400,26 @@ mod tests {
             // `target_feature` copy where the CPU has its ISA.
             let mut a = row.clone();
             let la = row_loss_body(&mut a, 17, 0.25, backward);
-            #[allow(clippy::type_complexity)]
-            let mut copies: Vec<(&str, unsafe fn(&mut [f32], usize, f32, bool) -> f64)> =
-                Vec::new();
+            type Copy = (&'static str, unsafe fn(&mut [f32], usize, f32, bool) -> f64);
             #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    copies.push(("avx2", row_loss_avx2));
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    copies.push(("avx512", row_loss_avx512));
-                }
-            }
+            let copies: Vec<Copy> = [
+                (
+                    "avx2",
+                    std::arch::is_x86_feature_detected!("avx2"),
+                    row_loss_avx2 as _,
+                ),
+                (
+                    "avx512",
+                    std::arch::is_x86_feature_detected!("avx512f"),
+                    row_loss_avx512 as _,
+                ),
+            ]
+            .into_iter()
+            .filter(|c| c.1)
+            .map(|(isa, _, f)| (isa, f))
+            .collect();
+            #[cfg(not(target_arch = "x86_64"))]
+            let copies: Vec<Copy> = Vec::new();
             for (isa, f) in copies {
                 let mut b = row.clone();
                 // SAFETY: the CPU has the copy's ISA (checked where it was listed).
