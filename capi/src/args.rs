@@ -7,7 +7,7 @@
 use std::ffi::{c_char, CStr};
 use std::mem::{align_of, size_of};
 
-use crate::status::{lstm_status, CResult, Failure};
+use crate::status::{guard, lstm_status, CResult, Failure};
 
 /// Null and alignment checks of a pointer to one or more `T`.
 fn check_ptr<T>(ptr: *const T, name: &str) -> CResult {
@@ -158,6 +158,22 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, name: &str) -> CResult<&'a str
 /// takes it back with [`destroy`].
 pub(crate) fn into_handle<T>(value: T) -> *mut T {
     Box::into_raw(Box::new(value))
+}
+
+/// Every create function's shell, under [`guard`]: `*out` is set to NULL first (so that
+/// a failure leaves the caller's handle NULL, safe to destroy), then to the handle of what
+/// `make` builds.
+///
+/// # Safety
+/// `out` is NULL or writable.
+pub(crate) unsafe fn create<T>(out: *mut *mut T, make: impl FnOnce() -> CResult<T>) -> lstm_status {
+    guard(|| {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { clear_out(out, "out") }?;
+        let handle = into_handle(make()?);
+        // SAFETY: checked writable just above.
+        unsafe { write_out(out, handle, "out") }
+    })
 }
 
 /// Frees a handle made by [`into_handle`]; NULL is a no-op.

@@ -3,8 +3,7 @@
 use lstm_kernels::{ForwardInput, InitialState, Lstm, LstmOptions, LstmState, Workspace};
 
 use crate::args::{
-    arg, arg_mut, clear_out, destroy, expect_len, into_handle, optional_slice, slice, slice_mut,
-    write_out,
+    arg, arg_mut, create, destroy, expect_len, optional_slice, slice, slice_mut, write_out,
 };
 use crate::spec::{lstm_spec, pack_state, packed_len, unpack_state};
 use crate::status::{guard, lstm_status, CResult, Failure};
@@ -158,9 +157,7 @@ pub unsafe extern "C" fn lstm_create(
     threads: usize,
     out: *mut *mut lstm,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let weights = &unsafe { arg(weights, "weights") }?.weights;
         let options = LstmOptions {
@@ -168,9 +165,10 @@ pub unsafe extern "C" fn lstm_create(
             ..Default::default()
         };
         let lstm = Lstm::with_options(weights.clone(), options)?;
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(self::lstm { lstm }), "out") }
-    })
+        Ok(self::lstm { lstm })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Frees an `lstm` and its threads; NULL is a no-op. No call may be using it.
@@ -202,15 +200,14 @@ pub unsafe extern "C" fn lstm_workspace_create(
     steps: usize,
     out: *mut *mut lstm_workspace,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let spec = &unsafe { arg(spec, "spec") }?.spec;
         let ws = Workspace::new(spec, batch, steps);
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(lstm_workspace { ws }), "out") }
-    })
+        Ok(lstm_workspace { ws })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Frees a workspace; NULL is a no-op.

@@ -3,7 +3,7 @@
 
 use lstm_kernels::{CellState, LstmSpec, LstmState};
 
-use crate::args::{arg, clear_out, destroy, expect_len, into_handle, mul, slice, write_out};
+use crate::args::{arg, create, destroy, expect_len, mul, slice, write_out};
 use crate::status::{guard, lstm_status, CResult};
 
 /// The description of an LSTM stack, read by `lstm_spec_create` (which copies it: the
@@ -92,14 +92,13 @@ pub unsafe extern "C" fn lstm_spec_create(
     desc: *const lstm_spec_desc,
     out: *mut *mut lstm_spec,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: `out` is NULL or writable (the contract).
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: `desc` is NULL or a live descriptor (the contract).
         let spec = build(unsafe { arg(desc, "desc") }?)?;
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(lstm_spec { spec }), "out") }
-    })
+        Ok(lstm_spec { spec })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Frees a spec; NULL is a no-op. Handles made from it (weights, workspaces, ...) hold

@@ -6,8 +6,7 @@ use std::ffi::c_char;
 use lstm_kernels::{Gradients, Tensors, TrainReserve, Upstream};
 
 use crate::args::{
-    arg, arg_mut, clear_out, destroy, expect_len, into_handle, optional_slice, slice_mut, utf8,
-    write_out,
+    arg, arg_mut, create, destroy, expect_len, optional_slice, slice_mut, utf8, write_out,
 };
 use crate::lstm::{lstm, lstm_input, lstm_workspace, Input};
 use crate::spec::{lstm_spec, pack_state, packed_len, unpack_state};
@@ -44,15 +43,14 @@ pub unsafe extern "C" fn lstm_reserve_create(
     steps: usize,
     out: *mut *mut lstm_reserve,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let lstm = &unsafe { arg(lstm, "lstm") }?.lstm;
         let reserve = lstm.reserve(batch, steps);
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(lstm_reserve { reserve }), "out") }
-    })
+        Ok(lstm_reserve { reserve })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Frees a reserve; NULL is a no-op.
@@ -112,18 +110,17 @@ pub unsafe extern "C" fn lstm_gradients_create(
     steps: usize,
     out: *mut *mut lstm_gradients,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let spec = &unsafe { arg(spec, "spec") }?.spec;
         let grads = lstm_gradients {
             grads: Gradients::zeros(spec, batch, steps),
             exported: None,
         };
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(grads), "out") }
-    })
+        Ok(grads)
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Frees gradients; NULL is a no-op.

@@ -7,9 +7,7 @@ use std::ffi::c_char;
 
 use lstm_kernels::{Convention, LoadOptions, LstmWeights, Tensors};
 
-use crate::args::{
-    arg, c_str, clear_out, destroy, expect_len, into_handle, slice, slice_mut, utf8, write_out,
-};
+use crate::args::{arg, c_str, create, destroy, expect_len, slice, slice_mut, utf8, write_out};
 use crate::spec::lstm_spec;
 use crate::status::{guard, lstm_status, CResult, Failure};
 
@@ -150,9 +148,7 @@ pub unsafe extern "C" fn lstm_weights_from_tensors(
     flags: u32,
     out: *mut *mut lstm_weights,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let spec = &unsafe { arg(spec, "spec") }?.spec;
         let conv = self::convention(convention)?;
@@ -160,9 +156,10 @@ pub unsafe extern "C" fn lstm_weights_from_tensors(
         // SAFETY: as above.
         let given = read_tensors(unsafe { slice(tensors, count, "tensors") }?)?;
         let weights = LstmWeights::from_tensors_with(spec, &given, conv, options)?;
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(lstm_weights { weights }), "out") }
-    })
+        Ok(lstm_weights { weights })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Loads weights from a `.safetensors` file in `convention`, as
@@ -184,9 +181,7 @@ pub unsafe extern "C" fn lstm_weights_load_safetensors(
     flags: u32,
     out: *mut *mut lstm_weights,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let spec = &unsafe { arg(spec, "spec") }?.spec;
         // SAFETY: this function's contract (# Safety), passed on.
@@ -204,9 +199,10 @@ pub unsafe extern "C" fn lstm_weights_load_safetensors(
                 .map_err(|e| Failure::invalid(format!("argument `path` is not UTF-8: {e}")))?,
         );
         let weights = LstmWeights::load_safetensors_with(spec, path, conv, options)?;
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(lstm_weights { weights }), "out") }
-    })
+        Ok(lstm_weights { weights })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Weights uniform in `[-scale, scale]` from `seed` (deterministic: the Rust API's
@@ -226,9 +222,7 @@ pub unsafe extern "C" fn lstm_weights_random_uniform(
     seed: u64,
     out: *mut *mut lstm_weights,
 ) -> lstm_status {
-    guard(|| {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { clear_out(out, "out") }?;
+    let make = || {
         // SAFETY: this function's contract (# Safety), passed on.
         let spec = &unsafe { arg(spec, "spec") }?.spec;
         if !scale.is_finite() {
@@ -237,9 +231,10 @@ pub unsafe extern "C" fn lstm_weights_random_uniform(
             )));
         }
         let weights = LstmWeights::random_uniform(spec, scale, seed);
-        // SAFETY: checked writable above.
-        unsafe { write_out(out, into_handle(lstm_weights { weights }), "out") }
-    })
+        Ok(lstm_weights { weights })
+    };
+    // SAFETY: this function's contract (# Safety): `out` is NULL or writable.
+    unsafe { create(out, make) }
 }
 
 /// Frees weights; NULL is a no-op. An `lstm` made from them keeps its own copy.

@@ -171,6 +171,16 @@ pub(crate) struct CellPlan {
 }
 
 impl CellPlan {
+    /// Cell `k`'s plan with these forward choices; its backward splits the rows with
+    /// the forward where the cell allows it.
+    fn new(spec: &LstmSpec, k: usize, by_rows: bool, fuse: bool) -> Self {
+        CellPlan {
+            by_rows,
+            fuse,
+            backward_by_rows: by_rows && backward_may_split_rows(spec, k),
+        }
+    }
+
     /// The up-front projection is computed by the time loop's own threads, each its own
     /// tiles, in the same broadcast (split by units, each thread's tiles of the
     /// projection are the ones its steps read).
@@ -282,11 +292,7 @@ pub(crate) fn plan(
             };
             let mine = Plan::cell_threads_of(threads, directions_at_once, k % 2);
             let (by_rows, fuse) = cell_split(shape, rows, steps, mine, tiles, machine, forced);
-            CellPlan {
-                by_rows,
-                fuse,
-                backward_by_rows: by_rows && backward_may_split_rows(spec, k),
-            }
+            CellPlan::new(spec, k, by_rows, fuse)
         })
         .collect();
     Plan {
@@ -403,12 +409,7 @@ pub(crate) fn candidates(
                     let cells = (0..spec.num_cells())
                         .map(|k| {
                             let mine = Plan::cell_threads_of(n, directions_at_once, k % 2);
-                            let by_rows = by_rows && mine > 1;
-                            CellPlan {
-                                by_rows,
-                                fuse,
-                                backward_by_rows: by_rows && backward_may_split_rows(spec, k),
-                            }
+                            CellPlan::new(spec, k, by_rows && mine > 1, fuse)
                         })
                         .collect();
                     let p = Plan {

@@ -80,6 +80,7 @@ pub(crate) fn forward(
     // from inside the time loop, each thread its own part, instead of one thread
     // copying them all afterwards.
     let scatter_in_loop = dirs == 1;
+    let identity = sched.order.iter().enumerate().all(|(j, &b)| j == b);
     for l in 0..spec.num_layers() {
         let (src, dst) = if l % 2 == 0 {
             (&pb[..], &mut pa[..])
@@ -94,7 +95,7 @@ pub(crate) fn forward(
             sched,
             layout,
             data,
-            identity: sched.order.iter().enumerate().all(|(j, &b)| j == b),
+            identity,
             layer: l,
             src,
             final_out: if scatter_in_loop && l + 1 == spec.num_layers() {
@@ -110,21 +111,25 @@ pub(crate) fn forward(
         // output; the backward one into its own buffer, in its order.
         let (dst_ptr, bwd_ptr) = (dst.as_mut_ptr(), bwd.as_mut_ptr());
         let targets = [(dst_ptr, out_w), (bwd_ptr, r)];
-        let (states, tapes) = (
-            &mut state.cells[l * dirs..(l + 1) * dirs],
-            tape.as_deref_mut()
-                .map(|t| &mut t.cells[l * dirs..(l + 1) * dirs]),
-        );
-        let mut tapes: Vec<Option<&mut CellTape>> = match tapes {
-            Some(t) => t.iter_mut().map(Some).collect(),
-            None => (0..dirs).map(|_| None).collect(),
-        };
+        // `start` keeps only raw pointers, so each direction borrows its state and tape
+        // just for that call.
+        let k0 = l * dirs;
         if at_once {
             let [b0, b1] = bufs;
-            let [t0, t1] = [tapes.remove(0), tapes.remove(0)];
-            let (s0, s1) = states.split_at_mut(1);
-            let p0 = run.start(0, b0, &s0[0], targets[0], t0);
-            let p1 = run.start(1, b1, &s1[0], targets[1], t1);
+            let p0 = run.start(
+                0,
+                b0,
+                &state.cells[k0],
+                targets[0],
+                cell_tape(&mut tape, k0),
+            );
+            let p1 = run.start(
+                1,
+                b1,
+                &state.cells[k0 + 1],
+                targets[1],
+                cell_tape(&mut tape, k0 + 1),
+            );
             let (a0, a1) = (
                 run.args(0, targets[0].1, plan.cell_threads(0)),
                 run.args(1, targets[1].1, plan.cell_threads(1)),
@@ -132,19 +137,14 @@ pub(crate) fn forward(
             time_loops_at_once(ctx, [(&a0, p0), (&a1, p1)]);
         } else {
             for dir in 0..dirs {
-                let p = run.start(
-                    dir,
-                    &mut bufs[dir],
-                    &states[dir],
-                    targets[dir],
-                    tapes[dir].as_deref_mut(),
-                );
+                let (st, t) = (&state.cells[k0 + dir], cell_tape(&mut tape, k0 + dir));
+                let p = run.start(dir, &mut bufs[dir], st, targets[dir], t);
                 time_loop(&run.args(dir, targets[dir].1, ctx.threads), p);
             }
         }
-        for dir in 0..dirs {
-            let tape = tape.as_deref_mut().map(|t| &mut t.cells[l * dirs + dir]);
-            run.finish(dir, &bufs[dir], &mut states[dir], bwd, dst, tape);
+        for (dir, b) in bufs[..dirs].iter().enumerate() {
+            let (st, t) = (&mut state.cells[k0 + dir], cell_tape(&mut tape, k0 + dir));
+            run.finish(dir, b, st, bwd, dst, t);
         }
         if let Some(t) = tape.as_deref_mut() {
             t.outs[l][..total * out_w].copy_from_slice(&dst[..total * out_w]);
@@ -172,6 +172,11 @@ pub(crate) fn forward(
         }
     }
     Ok(())
+}
+
+/// Cell `k`'s part of the tape, when the pass keeps one.
+fn cell_tape<'a>(tape: &'a mut Option<&mut Tape>, k: usize) -> Option<&'a mut CellTape> {
+    tape.as_deref_mut().map(|t| &mut t.cells[k])
 }
 
 /// One layer of a forward pass: what its directions' time loops share.

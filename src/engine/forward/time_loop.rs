@@ -324,10 +324,12 @@ fn time_loop_thread(a: &LoopArgs<'_>, p: LoopPtrs, barrier: &SpinBarrier, tid: u
                             ((0, rows, 1), split(panels, threads, tid))
                         }
                     };
+                    // A thread with no panel (more threads than panels) has no row.
+                    let count = if p_lo < p_hi { count } else { 0 };
                     let (c_lo, c_hi) = ((p_lo * u4).min(r), (p_hi * u4).min(r));
                     let w = Panels::packed(proj, h, u4);
                     let mut i0 = 0;
-                    while i0 < count && p_lo < p_hi {
+                    while i0 < count {
                         let n = ROWS_PER_CALL.min(count - i0);
                         let row = first + i0 * stride;
                         let raw = gemm_raw(
@@ -350,9 +352,6 @@ fn time_loop_thread(a: &LoopArgs<'_>, p: LoopPtrs, barrier: &SpinBarrier, tid: u
                         i0 += n;
                     }
                     for row in (0..count).map(|i| first + i * stride) {
-                        if c_lo >= c_hi {
-                            break;
-                        }
                         // SAFETY: columns `c_lo..c_hi` of row `row`: of the scratch,
                         // just written by this thread; of the output row, this
                         // thread's alone.
